@@ -1,0 +1,49 @@
+//! `cargo xtask`: the project's build, run, test and benchmark commands.
+//!
+//! Each command sets up what a fresh machine lacks on its own (the wasm target,
+//! npm packages, the Python venv, Chromium), so a new user types nothing else.
+
+mod build;
+mod setup;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "signalroom's build, run, test and benchmark commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build everything in release mode: the server, the npm package and the demo's assets.
+    Build,
+    /// Build everything, then serve the demo page and the API on port 3001.
+    Run {
+        /// Extra arguments passed to `signalroom` (see `signalroom --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: unit, property, integration, compatibility and browser tests.
+    Test,
+    /// Benchmark signalroom against the Node reference server.
+    Bench {
+        /// Extra arguments for the benchmark driver.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Build => build::all(),
+        Command::Run { args } => build::run(&args),
+        Command::Test => test::all(),
+        Command::Bench { args } => {
+            anyhow::bail!("the benchmark is not built yet (args: {args:?})")
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Installing what a fresh machine lacks: each step checks first, so a second run costs nothing.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root (the parent of `xtask/`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Runs a command in `dir`, echoing it, and fails if it fails.
+pub fn run(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .with_context(|| format!("cannot start {program}"))?;
+    if !status.success() {
+        bail!("{program} {} failed: {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Whether `program` is on PATH.
+pub fn has(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// The wasm32 target for rustup (`RUSTUP_AUTO_INSTALL=0` here, so a toolchain file is not enough).
+pub fn wasm_target() -> Result<()> {
+    run(&root(), "rustup", &["target", "add", "wasm32-unknown-unknown"])
+}
+
+/// The npm packages of `tests/` (socket.io-client, playwright-core, binaryen, ...).
+pub fn npm_packages() -> Result<()> {
+    let dir = root().join("tests");
+    if dir.join("node_modules/.package-lock.json").exists() {
+        return Ok(());
+    }
+    run(&dir, "npm", &["ci", "--no-audit", "--no-fund"])
+}
+
+/// The Python venv with python-socketio for the compatibility tests.
+pub fn python_venv() -> Result<PathBuf> {
+    let dir = root().join("tests");
+    let venv = dir.join(".venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run(&dir, "python3", &["-m", "venv", ".venv"])?;
+    }
+    let ok = Command::new(&python)
+        .args(["-c", "import socketio, aiohttp, pytest"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        run(
+            &dir,
+            python.to_str().context("venv path is not UTF-8")?,
+            &["-m", "pip", "install", "-q", "-r", "python/requirements.txt"],
+        )?;
+    }
+    Ok(python)
+}
+
+/// Debian's Chromium and ChromeDriver for the browser tests.
+pub fn chromium() -> Result<()> {
+    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+        return Ok(());
+    }
+    let root = root();
+    run(&root, "apt-get", &["update", "-qq"])?;
+    run(
+        &root,
+        "apt-get",
+        &["install", "-y", "-qq", "chromium", "chromium-driver"],
+    )
+}
