@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import http from 'node:http';
 import { io } from 'socket.io-client';
+import WebSocketImpl from 'ws';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = process.env.SIGNALROOM_BIN || path.join(REPO, 'target', 'release', 'signalroom');
@@ -175,6 +176,7 @@ export class Client {
    */
   async barrier() {
     await this.ack('get_peers', {});
+    await this.nextAny(['peer_list', 'get_peers_error']); // the event that accompanies the ack
   }
 
   /** Joins and returns {success, update}: the join_room_success and the joiner's own peer_list_updated. */
@@ -256,3 +258,55 @@ export const RFC3339_Z = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
 /** The peer_ids of a peer list, in order. */
 export const ids = (peers) => peers.map((p) => p.peer_id);
+
+/**
+ * A raw Engine.IO v4 / Socket.IO v5 client over a WebSocket (the `ws` package), for sending
+ * packets no well-behaved client would. Frames received are kept in `frames` (strings, or
+ * Buffers for binary frames).
+ */
+export class RawSocket {
+  constructor(url, query = 'EIO=4&transport=websocket') {
+    this.frames = [];
+    this.closed = false;
+    this.waiters = new Set();
+    this.ws = new WebSocketImpl(`${url.replace(/^http/, 'ws')}/socket.io/?${query}`);
+    this.ws.on('message', (data, isBinary) => { this.frames.push(isBinary ? data : String(data)); this.#wake(); });
+    this.ws.on('close', () => { this.closed = true; this.#wake(); });
+    this.ws.on('error', () => {});
+  }
+
+  #wake() { for (const w of [...this.waiters]) w(); }
+
+  /** Resolves with the first frame (from `from` on) matching `pred`, or 'closed' if the socket closed. */
+  frame(pred, { from = 0, ms = TIMEOUT_MS, what = 'raw frame' } = {}) {
+    let check;
+    return withTimeout(new Promise((resolve) => {
+      check = () => {
+        const f = this.frames.slice(from).find((x) => typeof x === 'string' && pred(x));
+        if (f !== undefined) resolve(f);
+        else if (this.closed) resolve('closed');
+      };
+      this.waiters.add(check);
+      check();
+    }), ms, what).finally(() => this.waiters.delete(check));
+  }
+
+  /** The Engine.IO open packet, then a Socket.IO CONNECT to `/`. */
+  async handshake() {
+    const open = await this.frame((f) => f.startsWith('0{'), { what: 'engine.io open packet' });
+    if (open === 'closed') throw new Error('raw socket closed before the open packet');
+    this.send('40');
+    const ok = await this.frame((f) => f.startsWith('40'), { what: 'socket.io CONNECT reply' });
+    if (ok === 'closed') throw new Error('raw socket closed before CONNECT');
+    return this;
+  }
+
+  send(data, opts) { this.ws.send(data, opts); }
+
+  /** Sends a Socket.IO EVENT (with ack id `id` when given). */
+  emit(event, payload, id) {
+    this.send(`42${id === undefined ? '' : id}${JSON.stringify([event, payload])}`);
+  }
+
+  close() { this.ws.close(); }
+}
