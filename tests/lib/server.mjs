@@ -29,6 +29,7 @@ export async function startServer(flags = [], { env = {}, timeoutMs = 15000 } = 
     ? ['node', [reference]]
     : [BIN, ['--host', '127.0.0.1', '--port', '0', ...flags]];
   const proc = spawn(cmd, args, {
+    cwd: REPO, // so the default --www-dir (www) is the repository's
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -181,6 +182,8 @@ export class Client {
 
   /** Joins and returns {success, update}: the join_room_success and the joiner's own peer_list_updated. */
   async join(room_name, peer_id, username = peer_id, extra = {}) {
+    // answers to earlier requests the test did not consume must not be taken for this one
+    this.queue = this.queue.filter((e) => e.event !== 'join_room_success' && e.event !== 'join_room_error');
     this.emit('join_room', { room_name, peer_id, username, ...extra });
     const reply = await this.nextAny(['join_room_success', 'join_room_error']);
     if (reply.event !== 'join_room_success') throw new Error(`join_room_error: ${JSON.stringify(reply.payload)}`);

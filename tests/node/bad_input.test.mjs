@@ -47,6 +47,7 @@ test('non-object payloads, wrong types, control characters and over-long fields 
   const bad = ['x', 1, null, [], { room_name: 1, peer_id: 'p', username: 'u' }, { room_name: room, peer_id: 'p\u0000', username: 'u' },
     { room_name: room, peer_id: 'p', username: 'u'.repeat(65) }, { room_name: 'r'.repeat(129), peer_id: 'p', username: 'u' }];
   for (const payload of bad) assert.equal(typeof (await a.ack('join_room', payload)).code, 'string');
+  assert.equal(a.drain('join_room_error').length, bad.length);
   const { success } = await a.join(room, 'a');
   assert.deepEqual(ids(success.peers), ['a']);
   assert.deepEqual(ids((await rooms(srv.url))[room].peers), ['a']);

@@ -36,6 +36,21 @@ test('GET / serves the demo page', async () => {
   assert.match(res.text, /<html/i);
 });
 
+test('--www-dir: GET / serves that directory', async () => {
+  const { mkdtemp, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const dir = await mkdtemp(`${tmpdir()}/signalroom-www-`);
+  await writeFile(`${dir}/index.html`, '<!doctype html><html><body>custom page</body></html>');
+  const s = await startServer(['--www-dir', dir]);
+  try {
+    const res = await request(s.url, '/');
+    assert.equal(res.status, 200);
+    assert.match(res.text, /custom page/);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});
+
 test('an unknown route answers 404', async () => {
   assert.equal((await request(srv.url, '/api/webrtc/nothing-here')).status, 404);
 });

@@ -55,7 +55,8 @@ test('re-POST renews the lease: a peer renewed all along outlives one posted aft
   while (expiry === null) {
     const again = await postJson(srv.url, joinPath(room), { peer_id: 'renewed', username: 'R' });
     assert.equal(again.status, 200);
-    assert.equal(again.json.version, second.json.version, 'a renewal is no change');
+    // a renewal is no change (the version moves only when "once" expires meanwhile)
+    assert.ok([second.json.version, second.json.version + 1].includes(again.json.version));
     assert.ok(Date.parse(again.json.expires_at) >= Date.parse(last.json.expires_at), 'expires_at moves forward');
     last = again;
     await Promise.race([watch, new Promise((resolve) => setImmediate(resolve))]);

@@ -16,7 +16,7 @@ async function pair(room = uniq('sig')) {
   const [a, b] = [await client(), await client()];
   await a.join(room, 'alice', 'Alice');
   await b.join(room, 'bob', 'Bob');
-  a.drain();
+  await a.next('peer_list_updated', (d) => d.peers.some((p) => p.peer_id === 'bob'));
   return { room, a, b };
 }
 
