@@ -110,10 +110,10 @@ const frames = [
   ['an EVENT whose name is null', '42[null]'],
   ['an EVENT whose data is a string', '42"join_room"'],
   ['an EVENT with a non-numeric ack id', '42abc["get_peers",{}]'],
-  ['an EVENT with an ack id over 64 bits', '4299999999999999999999999["get_peers",{}]'],
-  ['an EVENT with a lone surrogate escape', '42["join_room",{"room_name":"\\ud800","peer_id":"p","username":"u"}]'],
-  ['an EVENT with an out-of-range number', '42["join_room",{"room_name":1e400,"peer_id":"p","username":"u"}]'],
-  ['an EVENT nested 3000 levels deep', `42["join_room",${'['.repeat(3000)}${']'.repeat(3000)}]`],
+  ['an EVENT with an ack id over 64 bits', '4299999999999999999999999["get_peers",{}]', [], 'peer_list'],
+  ['an EVENT with a lone surrogate escape', '42["join_room",{"room_name":"\\ud800","peer_id":"p","username":"u"}]', [], 'join_room_error'],
+  ['an EVENT with an out-of-range number', '42["join_room",{"room_name":1e400,"peer_id":"p","username":"u"}]', [], 'join_room_error'],
+  ['an EVENT nested 3000 levels deep', `42["join_room",${'['.repeat(3000)}${']'.repeat(3000)}]`, [], 'join_room_error'],
   ['an unknown Socket.IO packet type', '49["join_room",{}]'],
   ['a non-digit Socket.IO packet type', '4x["join_room"]'],
   ['an ACK without id', '43'],
@@ -125,7 +125,7 @@ const frames = [
   ['a BINARY_EVENT whose attachment never comes', '451-["join_room",{"_placeholder":true,"num":0}]'],
   ['a BINARY_EVENT announcing a huge attachment count', '45999999999-["join_room",{"_placeholder":true,"num":0}]'],
   ['a BINARY_EVENT without the dash', '451["join_room",{}]'],
-  ['a BINARY_EVENT with a placeholder out of range', '451-["join_room",{"_placeholder":true,"num":7}]', [Buffer.from([1, 2, 3])]],
+  ['a BINARY_EVENT with a placeholder out of range', '451-["join_room",{"_placeholder":true,"num":7}]', [Buffer.from([1, 2, 3])], 'join_room_error'],
   ['a binary frame without a BINARY_EVENT', null, [Buffer.from([0xde, 0xad, 0xbe, 0xef])]],
   ['a text frame of invalid UTF-8', Buffer.from([0x34, 0x32, 0xff, 0xfe, 0xfd])],
   ['an unknown Engine.IO packet type', '9'],
@@ -136,7 +136,9 @@ const frames = [
   ['an Engine.IO packet type that is not a digit', 'z'],
 ];
 
-for (const [name, frame, attachments = []] of frames) {
+// The fourth column: an event the server must answer with when it keeps the connection (a
+// payload is never dropped silently).
+for (const [name, frame, attachments = [], answer] of frames) {
   test(`malformed packet: ${name}`, async (t) => {
     const room = uniq('raw');
     const observer = await client();
@@ -163,6 +165,10 @@ for (const [name, frame, attachments = []] of frames) {
       assert.deepEqual(ids((await rooms(srv.url))[room].peers), ['observer']);
     } else {
       t.diagnostic(`${name}: connection kept`);
+      if (answer) {
+        const answered = raw.frames.slice(mark).some((f) => typeof f === 'string' && f.startsWith(`42["${answer}"`));
+        assert.ok(answered, `expected a ${answer} before the probe's answer, got ${JSON.stringify(raw.frames.slice(mark))}`);
+      }
       const ack = JSON.parse(outcome.slice(5))[0];
       assert.equal(ack.room_name, room);
       assert.deepEqual(ids(ack.peers), ['observer', 'raw']);
