@@ -116,6 +116,17 @@ test('same-room rejoin with another peer_id is a leave followed by a join', asyn
   assert.deepEqual(ids(listing[room].peers), ['b', 'new']);
 });
 
+test('same-room rejoin with another peer_id when alone: the room empties, is deleted and created again at version 1', async () => {
+  const room = uniq('alone-newid');
+  const a = await client();
+  await a.join(room, 'first');
+  await a.join(room, 'first', 'renamed'); // version 2
+  const ack = await a.ack('join_room', { room_name: room, peer_id: 'second', username: 'S' });
+  assert.deepEqual(ids(ack.peers), ['second']);
+  assert.equal(ack.version, 1);
+  assert.equal((await rooms(srv.url))[room].version, 1);
+});
+
 test('versions: 1 on creation, then +1 per change, in every payload and the REST room', async () => {
   const room = uniq('versions');
   const [a, b, c] = [await client(), await client(), await client()];

@@ -157,6 +157,12 @@ test('POST join 400 invalid_field: body fields checked like join_room', async ()
   assert.equal((await rooms(srv.url))[room], undefined);
 });
 
+test('POST join 400 missing_fields: a path room name of white space only', async () => {
+  const res = await postJson(srv.url, joinPath(' \u3000 '), { peer_id: 'p', username: 'u' });
+  assertError(res, 400, 'missing_fields', MISSING);
+  assert.deepEqual(res.json.missing, ['room_name']);
+});
+
 test('POST join 400 invalid_field: the path room name checked like join_room', async () => {
   assertError(await postJson(srv.url, joinPath('r'.repeat(129)), { peer_id: 'p', username: 'u' }), 400, 'invalid_field', 'Field room_name is too long (max 128)');
   assertError(await postJson(srv.url, joinPath('a\u0001b'), { peer_id: 'p', username: 'u' }), 400, 'invalid_field', 'Field room_name contains control characters');
