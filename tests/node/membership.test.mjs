@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { startServer, connect, uniq, ids, rooms, request, once, withTimeout, TIMEOUT_MS } from '../lib/server.mjs';
+import { startServer, connect, uniq, ids, rooms, request, postJson, once, withTimeout, TIMEOUT_MS } from '../lib/server.mjs';
 
 let srv;
 const clients = [];
@@ -17,6 +17,24 @@ test('defaults: max_peers is 100 and ice_servers is an empty list', async () => 
   const { success } = await a.join(uniq('defaults'), 'a');
   assert.equal(success.max_peers, 100);
   assert.deepEqual(success.ice_servers, []);
+});
+
+test('default capacity: the 100th peer joins, the 101st gets room_full (max 100 peers)', async () => {
+  const room = uniq('hundred');
+  for (let i = 0; i < 99; i += 1) {
+    const res = await postJson(srv.url, `/api/webrtc/rooms/${room}/join`, { peer_id: `h${i}`, username: `H${i}` });
+    assert.equal(res.status, 200);
+  }
+  const a = await client();
+  const { success } = await a.join(room, 'last');
+  assert.equal(success.total_peers, 100);
+  assert.equal(success.peers[99].peer_id, 'last');
+  const b = await client();
+  assert.deepEqual(await b.ack('join_room', { room_name: room, peer_id: 'one-too-many', username: 'X' }),
+    { error: `Room ${room} is full (max 100 peers)`, code: 'room_full', room_name: room });
+  const http = await postJson(srv.url, `/api/webrtc/rooms/${room}/join`, { peer_id: 'h-extra', username: 'X' });
+  assert.equal(http.status, 409);
+  assert.equal(http.json.code, 'room_full');
 });
 
 test('a join while in another room moves the connection: the old room is told, the mover gets only the new room', async () => {
