@@ -1,33 +1,41 @@
 //! `cargo xtask test`: every test of the project, in one command.
+//!
+//! Order: the fast native suites first (core unit and property tests), then
+//! the release build the integration suites run against, then the suites
+//! that drive the real server with real clients (Node socket.io-client,
+//! python-socketio, headless Chromium).
 
-use crate::setup::{npm_packages, python_venv, root, run};
+use crate::setup::{self, root, run, run_env};
 use anyhow::{Context, Result};
 
 /// Runs every suite; stops at the first failure.
 pub fn all() -> Result<()> {
     let root = root();
-    run(&root, "cargo", &["test", "--workspace"])?;
-    integration()
-}
+    setup::wasm_target()?;
+    setup::npm_packages()?;
+    let python = setup::python_venv()?;
+    setup::chromium()?;
 
-/// The server's integration tests with real clients: Node socket.io-client (`tests/node/`)
-/// and the guide's Python client (`tests/python/`), against `target/release/signalroom`
-/// (or `SIGNALROOM_BIN`).
-pub fn integration() -> Result<()> {
-    let root = root();
-    if std::env::var_os("SIGNALROOM_BIN").is_none() {
-        run(
-            &root,
-            "cargo",
-            &["build", "--release", "-p", "signalroom-server"],
-        )?;
-    }
-    npm_packages()?;
-    run(&root, "node", &["--test", "tests/node/"])?;
-    let python = python_venv()?;
+    run(&root, "cargo", &["test", "--workspace"])?;
+    // The core must stay sans-I/O: prove it builds for the browser.
     run(
         &root,
-        python.to_str().context("venv path is not UTF-8")?,
-        &["-m", "pytest", "-q", "-c", "tests/python/pytest.ini", "tests/python"],
-    )
+        "cargo",
+        &[
+            "build",
+            "-p",
+            "signalroom-core",
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+    )?;
+    crate::build::all()?;
+
+    let bin = root.join("target/release/signalroom");
+    let bin = bin.to_str().context("repo path is not UTF-8")?;
+    let env = [("SIGNALROOM_BIN", bin)];
+    run_env(&root, "node", &["--test", "tests/node/"], &env)?;
+    let python = python.to_str().context("venv path is not UTF-8")?;
+    run_env(&root, python, &["-m", "pytest", "-q", "tests/python"], &env)?;
+    Ok(())
 }
