@@ -203,3 +203,34 @@ test('a refused join changes nothing: the connection stays in its room and nobod
   assert.deepEqual(ids(xNext.peers), ['x']);
   assert.equal(xNext.version, fullUpdate.version + 1);
 });
+
+test('a member of a full room may rejoin it under another peer_id (a leave, then a join)', async () => {
+  const room = uniq('full-newid');
+  const [a, b] = [await client(), await client()];
+  await a.join(room, 'a');
+  await b.join(room, 'b');
+  const ack = await a.ack('join_room', { room_name: room, peer_id: 'a2', username: 'A2' });
+  assert.deepEqual(ids(ack.peers), ['b', 'a2']);
+});
+
+test('concurrent joins under one peer_id: exactly one connection gets it', async () => {
+  const room = uniq('race-id');
+  const cs = [];
+  for (let i = 0; i < 8; i += 1) cs.push(await client());
+  const acks = await Promise.all(cs.map((c, i) => c.ack('join_room', { room_name: room, peer_id: 'contested', username: `U${i}` })));
+  const won = acks.filter((a) => a.peer_id === 'contested');
+  assert.equal(won.length, 1, JSON.stringify(acks));
+  assert.ok(acks.filter((a) => a !== won[0]).every((a) => a.code === 'peer_id_taken'));
+  const listed = (await rooms(srv.url))[room].peers;
+  assert.deepEqual(listed.map((p) => [p.peer_id, p.username]), [['contested', won[0].peers[0].username]]);
+});
+
+test('concurrent joins into a room of capacity 2: exactly two get in', async () => {
+  const room = uniq('race-full');
+  const cs = [];
+  for (let i = 0; i < 8; i += 1) cs.push(await client());
+  const acks = await Promise.all(cs.map((c, i) => c.ack('join_room', { room_name: room, peer_id: `p${i}`, username: `U${i}` })));
+  assert.equal(acks.filter((a) => a.peers).length, MAX, JSON.stringify(acks));
+  assert.equal(acks.filter((a) => a.code === 'room_full').length, 8 - MAX);
+  assert.equal((await rooms(srv.url))[room].peer_count, MAX);
+});

@@ -6,7 +6,7 @@ import { startServer, connect, uniq, ids, rooms, withTimeout } from '../lib/serv
 
 let srv;
 const clients = [];
-const client = async () => { const c = await connect(srv.url); clients.push(c); return c; };
+const client = async (opts) => { const c = await connect(srv.url, opts); clients.push(c); return c; };
 
 before(async () => { srv = await startServer([]); });
 after(async () => { clients.forEach((c) => c.close()); await srv?.stop(); });
@@ -104,4 +104,26 @@ test('updates reach every member of a busy room in version order without gaps', 
     assert.deepEqual(versions, Array.from({ length: total }, (_, k) => start + k + 1));
   }
   assert.deepEqual(ids((await rooms(srv.url))[room].peers), ['m0', 'm1', 'm2', 'm3']);
+});
+
+test('over long-polling too, 300 requests fired without waiting are answered in the order sent', async () => {
+  const N = 300;
+  const base = uniq('ord-poll');
+  const a = await client({ transports: ['polling'] });
+  const order = [];
+  const acks = [];
+  for (let i = 0; i < N; i += 1) {
+    const p = i % 2 === 0
+      ? a.sock.timeout(60000).emitWithAck('join_room', { room_name: `${base}-${i % 4}`, peer_id: 'mover', username: `u${i}` })
+      : a.sock.timeout(60000).emitWithAck('leave_room', {});
+    acks.push(p.then((ack) => { order.push(i); return ack; }));
+  }
+  const results = await withTimeout(Promise.all(acks), 60000, 'acks over polling');
+  assert.deepEqual(order, Array.from({ length: N }, (_, i) => i));
+  results.forEach((ack, i) => {
+    if (i % 2 === 0) assert.equal(ack.room_name, `${base}-${i % 4}`, `ack ${i}`);
+    else assert.deepEqual(ack, { room_name: `${base}-${(i - 1) % 4}`, peer_id: 'mover' }, `ack ${i}`);
+  });
+  const listing = await rooms(srv.url);
+  assert.deepEqual(Object.keys(listing).filter((r) => r.startsWith(base)), [], 'the last request was a leave');
 });

@@ -79,3 +79,18 @@ test('a room whose only peers were HTTP peers is deleted when their leases run o
   })(), TIMEOUT_MS, 'room deleted after lease expiry');
   assert.equal((await request(srv.url, `/api/webrtc/rooms/${encodeURIComponent(room)}`)).status, 404);
 });
+
+test('an expired HTTP peer that posts again joins anew (a change, broadcast)', async () => {
+  const room = uniq('rejoin-after-expiry');
+  const a = await client();
+  const { success } = await a.join(room, 'a');
+  await postJson(srv.url, joinPath(room), { peer_id: 'bot', username: 'Bot' });
+  await a.next('peer_list_updated'); // joined
+  assert.deepEqual(ids((await a.next('peer_list_updated')).peers), ['a']); // expired
+  const again = await postJson(srv.url, joinPath(room), { peer_id: 'bot', username: 'Bot' });
+  assert.equal(again.status, 200);
+  assert.equal(again.json.version, success.version + 3);
+  const upd = await a.next('peer_list_updated');
+  assert.deepEqual(ids(upd.peers), ['a', 'bot']);
+  assert.equal(upd.version, success.version + 3);
+});

@@ -197,3 +197,20 @@ test('the connection stays usable after every signal_error', async () => {
   assert.deepEqual(await a.ack('signal', { to: 'bob', data: 'still here' }), { to: 'bob' });
   assert.equal((await b.next('signal')).data, 'still here');
 });
+
+test('--max-signal-bytes sets the signal limit', async () => {
+  const s = await startServer(['--max-signal-bytes', '100']);
+  try {
+    const [a, b] = [await connect(s.url), await connect(s.url)];
+    await a.join('tiny', 'alice');
+    await b.join('tiny', 'bob');
+    assert.deepEqual(await a.ack('signal', { to: 'bob', data: 'x'.repeat(98) }), { to: 'bob' }); // 100 bytes
+    assert.equal((await b.next('signal')).data.length, 98);
+    const err = await a.ack('signal', { to: 'bob', data: 'x'.repeat(99) });
+    assert.equal(err.code, 'payload_too_large');
+    a.close();
+    b.close();
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});
