@@ -51,6 +51,28 @@ test('--www-dir: GET / serves that directory', async () => {
   }
 });
 
+test('the Engine.IO handshake advertises the WebSocket upgrade and the default heartbeat (25 s / 20 s)', async () => {
+  const res = await request(srv.url, '/socket.io/?EIO=4&transport=polling');
+  assert.equal(res.status, 200);
+  assert.equal(res.text[0], '0');
+  const open = JSON.parse(res.text.slice(1));
+  assert.deepEqual(open.upgrades, ['websocket']);
+  assert.equal(open.pingInterval, 25000);
+  assert.equal(open.pingTimeout, 20000);
+  assert.equal(typeof open.sid, 'string');
+});
+
+test('--ping-interval and --ping-timeout set the advertised heartbeat (fractions of seconds allowed)', async () => {
+  const s = await startServer(['--ping-interval', '1.5', '--ping-timeout', '0.25']);
+  try {
+    const open = JSON.parse((await request(s.url, '/socket.io/?EIO=4&transport=polling')).text.slice(1));
+    assert.equal(open.pingInterval, 1500);
+    assert.equal(open.pingTimeout, 250);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});
+
 test('an unknown route answers 404', async () => {
   assert.equal((await request(srv.url, '/api/webrtc/nothing-here')).status, 404);
 });

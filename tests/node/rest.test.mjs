@@ -212,6 +212,17 @@ test('POST join 415 unsupported_media_type: content type other than application/
   assert.equal(ok.status, 200, 'parameters such as charset are allowed');
 });
 
+test('POST join with a Content-Length body (not chunked): 200 under the limit, 413 over it', async () => {
+  const room = uniq('post-length');
+  const ok = JSON.stringify({ peer_id: 'p', username: 'u' });
+  const res = await request(srv.url, joinPath(room), { method: 'POST', body: ok, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(ok) } });
+  assert.equal(res.status, 200, res.text);
+  const big = JSON.stringify({ peer_id: 'q', username: 'u', pad: 'x'.repeat(MAX_BODY) });
+  const res2 = await request(srv.url, joinPath(room), { method: 'POST', body: big, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(big) } });
+  assertError(res2, 413, 'payload_too_large');
+  assert.deepEqual(ids((await rooms(srv.url))[room].peers), ['p']);
+});
+
 test('POST checks in order 415, 413, 400', async () => {
   const room = uniq('post-order');
   const bigBad = '{' + 'x'.repeat(MAX_BODY + 10);
