@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, connect, uniq, ids, rooms, request, postJson, withTimeout, RFC3339_Z, TIMEOUT_MS } from '../lib/server.mjs';
 
-const TTL = 0.5; // seconds
+const TTL = 0.75; // seconds (fractions allowed)
 let srv;
 const clients = [];
 const client = async () => { const c = await connect(srv.url); clients.push(c); return c; };
