@@ -2,7 +2,7 @@
 // in the order sent; every member gets a room's updates in version order without gaps.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, uniq, ids, rooms, withTimeout } from '../lib/server.mjs';
+import { startServer, connect, uniq, ids, rooms, withTimeout, postJson, request } from '../lib/server.mjs';
 
 let srv;
 const clients = [];
@@ -79,13 +79,15 @@ test('1,000 join_room/leave_room fired without waiting are answered in the order
   assert.deepEqual(observer.pending(), []);
 });
 
-test('updates reach every member of a busy room in version order without gaps', async () => {
+test('updates reach every member of a busy room (full and delta) in version order without gaps, with Socket.IO and REST churn', async () => {
   const room = uniq('busy');
   const members = [];
-  for (let i = 0; i < 4; i += 1) { const c = await client(); await c.join(room, `m${i}`); members.push(c); }
-  const start = (await members[3].ack('get_peers', {})).version;
+  for (let i = 0; i < 3; i += 1) { const c = await client(); await c.join(room, `m${i}`); members.push(c); }
+  const delta = await client();
+  await delta.join(room, 'delta', 'delta', { updates: 'delta' });
+  const start = (await delta.ack('get_peers', {})).version;
   const isChurn = (d) => d.version > start; // members may still be receiving the members' own joins
-  // 3 churners join/leave/rename concurrently, without waiting
+  // 3 socket churners join/rename/leave and one REST churner posts/deletes, all without waiting
   const churners = [await client(), await client(), await client()];
   const K = 30;
   const done = churners.map((c, j) => {
@@ -96,14 +98,25 @@ test('updates reach every member of a busy room in version order without gaps', 
     }
     return Promise.all(p);
   });
-  await Promise.all(done);
-  const total = churners.length * K * 2;
+  const rest = (async () => {
+    const path = `/api/webrtc/rooms/${encodeURIComponent(room)}`;
+    for (let k = 0; k < K; k += 1) {
+      assert.equal((await postJson(srv.url, `${path}/join`, { peer_id: 'http', username: `h${k}` })).status, 200);
+      assert.equal((await request(srv.url, `${path}/peers/http`, { method: 'DELETE' })).status, 204);
+    }
+  })();
+  await Promise.all([...done, rest]);
+  const total = (churners.length + 1) * K * 2;
+  const expected = Array.from({ length: total }, (_, k) => start + k + 1);
   for (const m of members) {
     const versions = [];
     for (let k = 0; k < total; k += 1) versions.push((await m.next('peer_list_updated', isChurn)).version);
-    assert.deepEqual(versions, Array.from({ length: total }, (_, k) => start + k + 1));
+    assert.deepEqual(versions, expected);
   }
-  assert.deepEqual(ids((await rooms(srv.url))[room].peers), ['m0', 'm1', 'm2', 'm3']);
+  const deltaVersions = [];
+  for (let k = 0; k < total; k += 1) deltaVersions.push((await delta.nextAny(['peer_joined', 'peer_left'], isChurn)).payload.version);
+  assert.deepEqual(deltaVersions, expected);
+  assert.deepEqual(ids((await rooms(srv.url))[room].peers), ['m0', 'm1', 'm2', 'delta']);
 });
 
 test('over long-polling too, 300 requests fired without waiting are answered in the order sent', async () => {
