@@ -1,1 +1,3 @@
 //! signalroom-core
+
+pub mod tracker;
