@@ -18,8 +18,6 @@
 //! [`role`] says who is polite in perfect negotiation, and [`plan_links`] says which
 //! peer connections to open and close.
 
-use std::collections::BTreeMap;
-
 /// A peer record as a tracker needs it: an identity and a display name.
 pub trait RoomMember: Clone {
     /// The peer's id, unique within its room.
@@ -87,7 +85,9 @@ pub struct PeerTracker<P> {
     self_id: Option<String>,
     peers: Vec<P>,
     version: u64,
-    held: BTreeMap<u64, Delta<P>>,
+    /// Deltas that came ahead of a gap, sorted by version, without duplicates.
+    /// (A sorted `Vec`, not a `BTreeMap`: it stays tiny, and the browser build is smaller.)
+    held: Vec<(u64, Delta<P>)>,
     awaiting_full_list: bool,
 }
 
@@ -105,7 +105,7 @@ impl<P: RoomMember> PeerTracker<P> {
             self_id: None,
             peers: Vec::new(),
             version: 0,
-            held: BTreeMap::new(),
+            held: Vec::new(),
             awaiting_full_list: false,
         }
     }
@@ -180,7 +180,7 @@ impl<P: RoomMember> PeerTracker<P> {
         }
         let old = std::mem::replace(&mut self.peers, peers);
         self.version = version;
-        self.held = self.held.split_off(&(version + 1));
+        self.held.retain(|(v, _)| *v > version);
         self.apply_held();
         let change = diff(&old, &self.peers);
         self.gap_outcome(Some(change))
@@ -192,8 +192,10 @@ impl<P: RoomMember> PeerTracker<P> {
             return Outcome::nothing();
         }
         if version > self.version + 1 {
-            if self.held.len() < MAX_HELD_DELTAS {
-                self.held.entry(version).or_insert(delta);
+            if self.held.len() < MAX_HELD_DELTAS
+                && let Err(at) = self.held.binary_search_by_key(&version, |(v, _)| *v)
+            {
+                self.held.insert(at, (version, delta));
             }
             return self.gap_outcome(None);
         }
@@ -225,11 +227,12 @@ impl<P: RoomMember> PeerTracker<P> {
 
     /// Applies held deltas that now follow the current version without a gap.
     fn apply_held(&mut self) {
-        while let Some(entry) = self.held.first_entry() {
-            if *entry.key() != self.version + 1 {
-                break;
-            }
-            let (version, delta) = entry.remove_entry();
+        while self
+            .held
+            .first()
+            .is_some_and(|(v, _)| *v == self.version + 1)
+        {
+            let (version, delta) = self.held.remove(0);
             apply(&mut self.peers, delta);
             self.version = version;
         }

@@ -9,7 +9,8 @@ pub fn all() -> Result<()> {
         &root(),
         "cargo",
         &["build", "--release", "-p", "signalroom-server"],
-    )
+    )?;
+    crate::wasm::build()
 }
 
 /// Builds everything, then serves on port 3001 (or what `args` say).
@@ -19,5 +20,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let bin = root.join("target/release/signalroom");
     let mut full: Vec<&str> = vec!["--www-dir", "www"];
     full.extend(args.iter().map(String::as_str));
-    sh(&root, bin.to_str().unwrap_or("target/release/signalroom"), &full)
+    sh(
+        &root,
+        bin.to_str().unwrap_or("target/release/signalroom"),
+        &full,
+    )
 }
