@@ -37,11 +37,7 @@ pub fn has(program: &str) -> bool {
 
 /// The wasm32 target for rustup (`RUSTUP_AUTO_INSTALL=0` here, so a toolchain file is not enough).
 pub fn wasm_target() -> Result<()> {
-    run(
-        &root(),
-        "rustup",
-        &["target", "add", "wasm32-unknown-unknown"],
-    )
+    run(&root(), "rustup", &["target", "add", "wasm32-unknown-unknown"])
 }
 
 /// The npm packages of `tests/` (socket.io-client, playwright-core, binaryen, ...).
@@ -70,14 +66,7 @@ pub fn python_venv() -> Result<PathBuf> {
         run(
             &dir,
             python.to_str().context("venv path is not UTF-8")?,
-            &[
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "-r",
-                "python/requirements.txt",
-            ],
+            &["-m", "pip", "install", "-q", "-r", "python/requirements.txt"],
         )?;
     }
     Ok(python)
