@@ -26,6 +26,15 @@ pub trait RoomMember: Clone {
     fn username(&self) -> &str;
 }
 
+impl RoomMember for crate::protocol::Peer {
+    fn peer_id(&self) -> &str {
+        &self.peer_id
+    }
+    fn username(&self) -> &str {
+        &self.username
+    }
+}
+
 /// One change of a room's list, as carried by `peer_joined` / `peer_left`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delta<P> {
@@ -511,6 +520,20 @@ mod tests {
         assert_eq!(t.room(), None);
         assert_eq!(t.delta("r", 3, Delta::Joined(p("c"))), Outcome::nothing());
         assert!(t.peers().is_empty());
+    }
+
+    #[test]
+    fn protocol_peers_can_be_tracked() {
+        use crate::protocol::Peer;
+        let peer = |id: &str| Peer {
+            peer_id: id.into(),
+            username: id.into(),
+            joined_at: "2024-01-15T10:30:00.000Z".into(),
+        };
+        let mut t = PeerTracker::new();
+        t.joined("r", "a", vec![peer("a")], 1);
+        let o = t.delta("r", 2, Delta::Joined(peer("b")));
+        assert_eq!(o.change.map(|c| c.added), Some(vec![peer("b")]));
     }
 
     #[test]
