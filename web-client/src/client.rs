@@ -477,13 +477,23 @@ fn on_event(shared: &Shared, socket: &Socket, event: &str, handler: fn(&Shared, 
 
 fn listen(shared: &Shared, socket: &Socket) {
     on_event(shared, socket, "connect", |shared, _| connected(shared));
-    on_event(shared, socket, "disconnect", |shared, _| {
-        if let Ok(mut s) = shared.try_borrow_mut()
-            && let Some(t) = s.rejoin_timer.take()
-        {
-            js::clear_timeout(&t);
-        }
+    on_event(shared, socket, "disconnect", |shared, reason| {
+        let reconnect = match shared.try_borrow_mut() {
+            Ok(mut s) => {
+                if let Some(t) = s.rejoin_timer.take() {
+                    js::clear_timeout(&t);
+                }
+                // socket.io-client does not reconnect by itself after the server closed
+                // the connection, which is what a server does when it shuts down for a
+                // restart: reconnect anyway, so that autoRejoin can work.
+                (!s.closed && reason == "io server disconnect").then(|| s.socket.clone())
+            }
+            Err(_) => None,
+        };
         connection_state(shared, "disconnected");
+        if let Some(socket) = reconnect {
+            socket.connect();
+        }
     });
     on_event(
         shared,

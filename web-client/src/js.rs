@@ -37,6 +37,8 @@ extern "C" {
     pub fn emit_with_ack(this: &Socket, event: &str, payload: &JsValue, ack: &JsValue);
     #[wasm_bindgen(method)]
     pub fn disconnect(this: &Socket);
+    #[wasm_bindgen(method)]
+    pub fn connect(this: &Socket);
     /// The socket's `Manager`, whose events tell about reconnection attempts.
     #[wasm_bindgen(method, getter, js_name = io)]
     pub fn manager(this: &Socket) -> Socket;
