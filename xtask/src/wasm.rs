@@ -221,11 +221,14 @@ pub fn test_wasm() -> Result<()> {
     Ok(())
 }
 
-/// The Playwright suite in `tests/browser/`, in a loopback-only network namespace.
+/// The Playwright suite in `tests/browser/`, in a loopback-only network namespace
+/// (builds the package first if `cargo xtask build` has not).
 pub fn test_browser() -> Result<()> {
     setup::npm_packages()?;
     setup::chromium()?;
-    build()?;
+    if !root().join("web-client/pkg/package.json").exists() {
+        build()?;
+    }
     run(
         &root(),
         "unshare",
