@@ -13,7 +13,8 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 fn url() -> &'static str {
-    option_env!("SIGNALROOM_TEST_URL").expect("SIGNALROOM_TEST_URL is set by `cargo xtask test`")
+    // Set by `cargo xtask test`, which starts the server first.
+    env!("SIGNALROOM_TEST_URL")
 }
 
 fn client() -> SignalroomClient {
