@@ -231,3 +231,33 @@ test("autoRejoin: after a server restart the client is back in its room with its
   await page.waitForFunction(() => t.r2.peers.length === 1);
   await run(() => { t.r2.close(); });
 });
+
+test("autoRejoin retries with backoff while its peer_id is still held", async () => {
+  await run(async (lib, url) => {
+    t.h = new lib.SignalroomClient(url);
+    await t.h.join("hold-room", "h-1", "Holder");
+    t.hRejoined = false;
+    t.h.onPeers(() => { t.hRejoined = true; });
+  });
+  await server.stop("SIGTERM");
+  server = await startServer(dir, server.port);
+  // Another connection takes h-1 before the client's first rejoin (socket.io-client
+  // waits at least half a second before reconnecting), as a dead connection that the
+  // server has not noticed yet would.
+  const took = await run(async (lib, url) => {
+    t.squatter = new lib.SignalroomClient(url, { autoRejoin: false });
+    return t.squatter.join("hold-room", "h-1", "Squatter").then(() => true, (e) => e);
+  });
+  assert.equal(took, true, "the squatter must join before the client's rejoin");
+  const refusals = async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    return Number(/signalroom_errors_total\{code="peer_id_taken"\} (\d+)/.exec(text)?.[1] ?? 0);
+  };
+  // Poll the server's counter: the client's rejoin has been refused at least once.
+  while ((await refusals()) < 1) await new Promise((r) => setTimeout(r, 50));
+  await run(() => t.squatter.leave());
+  await page.waitForFunction(() => t.hRejoined && t.h.peers.length === 1, null, { timeout: 30_000 });
+  const room = await (await fetch(`${server.url}/api/webrtc/rooms/hold-room`)).json();
+  assert.deepEqual(room.peers.map((p) => p.username), ["Holder"]);
+  await run(() => { t.h.close(); t.squatter.close(); });
+});
