@@ -197,6 +197,30 @@ test("PeerMesh: one connection per peer, data channels, send/broadcast/connected
   await run(() => { t.mesh.m.close(); t.mesh.c.close(); });
 });
 
+test("PeerMesh: after a server restart the peers connect again", async () => {
+  const pages = [await openPage(browser, server.url + "/api.html"), await openPage(browser, server.url + "/api.html")];
+  await Promise.all(pages.map((p, i) => run(async (lib, url, i) => {
+    const c = new lib.SignalroomClient(url);
+    const m = new lib.PeerMesh(c);
+    t.mesh = { c, m, got: [], rejoined: false };
+    m.onChannel((peer, ch) => ch.addEventListener("message", (e) => t.mesh.got.push(e.data)));
+    await c.join("mesh-restart", `mr-${i}`, `R${i}`);
+    c.onConnectionChange((s) => s === "connected" && c.onPeers(() => { t.mesh.rejoined = true; }));
+  }, i, p)));
+  for (const p of pages) await p.waitForFunction(() => t.mesh.m.connectedPeers().length === 1);
+  await server.stop("SIGTERM");
+  server = await startServer(dir, server.port);
+  for (const p of pages) {
+    await p.waitForFunction(() => t.mesh.rejoined && t.mesh.c.peers.length === 2, null, { timeout: 30_000 });
+  }
+  // Whichever connections the rejoins tore down, both sides end with one open channel.
+  for (const [i, p] of pages.entries()) {
+    await p.waitForFunction((other) => t.mesh.m.send(other, "after restart"), `mr-${1 - i}`, { timeout: 30_000 });
+  }
+  for (const p of pages) await p.waitForFunction(() => t.mesh.got.includes("after restart"));
+  for (const p of pages) await p.close();
+});
+
 test("autoRejoin: after a server restart the client is back in its room with its peer_id", async () => {
   await run(async (lib, url) => {
     t.r1 = new lib.SignalroomClient(url);

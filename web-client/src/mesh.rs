@@ -6,6 +6,12 @@
 //! perfect-negotiation pattern around them. Incoming signals of one peer are handled
 //! one at a time, in arrival order, by a single task per connection, and ICE
 //! candidates wait until a remote description is set.
+//!
+//! Every mesh signal carries the sender's session id for the pair (a timestamp). When
+//! one side starts a new connection while the other still holds an old one (after a
+//! server restart the two rejoin at different moments, so only one of them sees the
+//! other leave), the larger session wins: the holder drops its old connection and
+//! negotiates afresh; signals of an older session are dropped.
 
 use crate::client::{
     MESH_MARK, MeshHook, Shared, SignalroomClient, attach_mesh, report, send_signal,
@@ -31,6 +37,11 @@ struct Link {
     peer_id: String,
     /// Tells this connection apart from an earlier one to the same peer.
     serial: u32,
+    /// This side's session id for the pair, sent with every signal: ms since the epoch,
+    /// so a newer connection (also from a reloaded page) has a larger one.
+    session: f64,
+    /// The other side's session, from its first signal to this connection.
+    remote_session: Option<f64>,
     role: Role,
     pc: PeerConnection,
     channel: Option<DataChannel>,
@@ -58,6 +69,7 @@ struct MeshState {
     on_state: Vec<Function>,
     closed: bool,
     serials: u32,
+    last_session: f64,
 }
 
 struct MeshCore {
@@ -91,6 +103,7 @@ impl PeerMesh {
                 on_state: Vec::new(),
                 closed: false,
                 serials: 0,
+                last_session: 0.0,
             }),
         });
         let weak: Weak<MeshCore> = Rc::downgrade(&core);
@@ -269,12 +282,42 @@ impl MeshHook for MeshCore {
 
     fn mesh_signal(self: Rc<Self>, from: &str, data: JsValue) {
         let core = self;
-        let exists = match core.state.try_borrow() {
-            Ok(s) if !s.closed => s.links.iter().any(|l| l.peer_id == from),
-            _ => return,
+        let session = get(&data, "session").as_f64().unwrap_or(0.0);
+        // What the other side's session says about the connection this side holds.
+        let (exists, stale, replaced) = {
+            let Ok(mut s) = core.state.try_borrow_mut() else {
+                return;
+            };
+            if s.closed {
+                return;
+            }
+            match s.links.iter().position(|l| l.peer_id == from) {
+                None => (false, false, None),
+                Some(i) => match s.links[i].remote_session {
+                    Some(r) if session < r => (true, true, None),
+                    // The other side started over (its page reloaded, or it closed the
+                    // connection while this side was away): so does this side.
+                    Some(r) if session > r => (false, false, Some(s.links.remove(i))),
+                    _ => (true, false, None),
+                },
+            }
         };
+        if stale {
+            return;
+        }
+        if let Some(old) = replaced {
+            shut(&old);
+            let listeners = core
+                .state
+                .try_borrow()
+                .map(|s| s.on_state.clone())
+                .unwrap_or_default();
+            call_all(
+                &listeners,
+                &[&JsValue::from_str(from), &JsValue::from_str("closed")],
+            );
+        }
         if !exists {
-            // An offer from a peer the list does not show yet: answer it anyway.
             let me = match core.client.try_borrow() {
                 Ok(c) => c.tracker.self_id().map(str::to_owned),
                 Err(_) => return,
@@ -289,6 +332,7 @@ impl MeshHook for MeshCore {
             let Some(link) = s.links.iter_mut().find(|l| l.peer_id == from) else {
                 return;
             };
+            link.remote_session.get_or_insert(session);
             link.inbox.push_back(data);
             let start = !link.busy;
             link.busy = true;
@@ -351,12 +395,18 @@ fn open_link(core: &Rc<MeshCore>, peer: &str, role: Role) {
             return;
         }
     };
-    let (serial, label, streams) = {
+    let (serial, session, label, streams) = {
         let Ok(mut s) = core.state.try_borrow_mut() else {
             return;
         };
         s.serials += 1;
-        (s.serials, s.label.clone(), s.streams.clone())
+        s.last_session = js_sys::Date::now().max(s.last_session + 1.0);
+        (
+            s.serials,
+            s.last_session,
+            s.label.clone(),
+            s.streams.clone(),
+        )
     };
     let weak = Rc::downgrade(core);
     let on = |event: &str, handler: fn(&Weak<MeshCore>, &str, u32, JsValue)| {
@@ -366,12 +416,10 @@ fn open_link(core: &Rc<MeshCore>, peer: &str, role: Role) {
         });
         pc.listen(event, &f.into_js_value());
     };
-    on("icecandidate", |core, peer, _, ev| {
+    on("icecandidate", |core, peer, serial, ev| {
         let candidate = get(&ev, "candidate");
-        if candidate.is_object()
-            && let Some(core) = core.upgrade()
-        {
-            send_mesh(&core.client, peer, "candidate", &candidate);
+        if candidate.is_object() {
+            send_mesh(core, peer, serial, "candidate", &candidate);
         }
     });
     on("negotiationneeded", |core, peer, serial, _| {
@@ -422,6 +470,8 @@ fn open_link(core: &Rc<MeshCore>, peer: &str, role: Role) {
         s.links.push(Link {
             peer_id: peer.to_owned(),
             serial,
+            session,
+            remote_session: None,
             role,
             pc,
             channel: None,
@@ -438,6 +488,10 @@ fn open_link(core: &Rc<MeshCore>, peer: &str, role: Role) {
     }
     if let Some(channel) = channel {
         wire_channel(&weak, peer, serial, channel);
+    } else {
+        // The waiting side says hello, so that an initiator still holding a connection
+        // from before (it never saw this side leave) starts a fresh one.
+        send_mesh(&weak, peer, serial, "hello", &JsValue::TRUE);
     }
 }
 
@@ -481,9 +535,18 @@ fn announce(core: &Weak<MeshCore>, peer: &str, serial: u32) {
     call_all(&listeners, &[&JsValue::from_str(peer), &channel]);
 }
 
-fn send_mesh(client: &Shared, to: &str, key: &str, value: &JsValue) {
-    let data = object(&[(MESH_MARK, &JsValue::TRUE), (key, value)]);
-    send_signal(client, &JsValue::from_str(to), &data);
+/// Sends the other side of this connection a signal marked for its PeerMesh.
+fn send_mesh(core: &Weak<MeshCore>, to: &str, serial: u32, key: &str, value: &JsValue) {
+    let Some(session) = with_link(core, to, serial, |l| l.session) else {
+        return;
+    };
+    let Some(core) = core.upgrade() else { return };
+    let data = object(&[
+        (MESH_MARK, &JsValue::TRUE),
+        ("session", &JsValue::from_f64(session)),
+        (key, value),
+    ]);
+    send_signal(&core.client, &JsValue::from_str(to), &data);
 }
 
 /// `negotiationneeded`: make an offer, unless this is the waiting side before the
@@ -499,10 +562,8 @@ async fn negotiate(core: Weak<MeshCore>, peer: String, serial: u32) {
     }) else {
         return;
     };
-    if JsFuture::from(pc.set_local_description()).await.is_ok()
-        && let Some(c) = core.upgrade()
-    {
-        send_mesh(&c.client, &peer, "description", &pc.local_description());
+    if JsFuture::from(pc.set_local_description()).await.is_ok() {
+        send_mesh(&core, &peer, serial, "description", &pc.local_description());
     }
     with_link(&core, &peer, serial, |l| l.making_offer = false);
 }
@@ -557,11 +618,8 @@ async fn handle(core: &Weak<MeshCore>, peer: &str, serial: u32, msg: JsValue) {
         if !ok {
             return;
         }
-        if kind == "offer"
-            && JsFuture::from(pc.set_local_description()).await.is_ok()
-            && let Some(c) = core.upgrade()
-        {
-            send_mesh(&c.client, peer, "description", &pc.local_description());
+        if kind == "offer" && JsFuture::from(pc.set_local_description()).await.is_ok() {
+            send_mesh(core, peer, serial, "description", &pc.local_description());
         }
         let deferred = with_link(core, peer, serial, |l| {
             let run = l.deferred && l.pc.signaling_state() == "stable";
