@@ -163,10 +163,14 @@ test("PeerMesh: one connection per peer, data channels, send/broadcast/connected
   await Promise.all(pages.map((p, i) => run(async (lib, url, i) => {
     const c = new lib.SignalroomClient(url);
     const m = new lib.PeerMesh(c);
-    t.mesh = { c, m, got: [], appSignals: [], states: [] };
+    t.mesh = { c, m, got: [], appSignals: [], states: [], tracks: [] };
     c.onSignal((from, data) => t.mesh.appSignals.push(data));
     m.onState((peer, state) => t.mesh.states.push([peer, state]));
     m.onChannel((peer, ch) => ch.addEventListener("message", (e) => t.mesh.got.push([peer, e.data])));
+    m.onTrack((peer, ev) => t.mesh.tracks.push([peer, ev.track.kind]));
+    // mesh-2 waits for the others' first offers, yet has a camera before it joins:
+    // its tracks go out in a renegotiation after the first offer.
+    if (i === 2) m.addStream(await navigator.mediaDevices.getUserMedia({ video: true }));
     await c.join("mesh-room", `mesh-${i}`, `M${i}`);
   }, i, p)));
   for (const p of pages) await p.waitForFunction(() => t.mesh.m.connectedPeers().length === 2);
@@ -185,6 +189,9 @@ test("PeerMesh: one connection per peer, data channels, send/broadcast/connected
   for (const p of pages) {
     assert.deepEqual(await run(() => t.mesh.appSignals, null, p), [], "mesh signals stay out of onSignal");
     assert.ok((await run(() => t.mesh.states, null, p)).some(([, s]) => s === "connected"));
+  }
+  for (const p of pages.slice(0, 2)) {
+    await p.waitForFunction(() => t.mesh.tracks.some(([peer, kind]) => peer === "mesh-2" && kind === "video"));
   }
   await shot(pages[1], "api-mesh");
 

@@ -96,8 +96,11 @@ test("three tabs join, see each other, chat peer to peer, and a closed tab leave
   await shot(pages[0], "demo-5-after-close");
 });
 
-test("a refused join is explained in words", async () => {
-  const page = await openPage(browser, server.url + "/");
+test("on a phone: no sideways scrolling, and a refused join is explained in words", async () => {
+  const page = await openPage(browser, server.url + "/", {
+    viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2,
+  });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth));
   await page.getByLabel("Room", { exact: true }).fill("   "); // passes `required`, empty after trimming
   await page.getByLabel("Your name").fill("Dave");
   await page.getByRole("button", { name: "Join", exact: true }).click();

@@ -68,9 +68,9 @@ export async function launch() {
   });
 }
 
-/** A new page (own context: own storage) that reports its console errors to the test log. */
-export async function openPage(browser, url) {
-  const context = await browser.newContext();
+/** A new page (own context: own storage; `contextOptions` e.g. a phone's viewport) that reports its console errors to the test log. */
+export async function openPage(browser, url, contextOptions = {}) {
+  const context = await browser.newContext(contextOptions);
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error(`[page error] ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") console.error(`[console] ${m.text()}`); });
