@@ -38,7 +38,8 @@ test("the npm package has its name, version, dependency, types and README", () =
   assert.equal(pkg.version, /\nversion = "([^"]+)"/.exec(cargo)[1]);
   assert.match(pkg.dependencies["socket.io-client"], /^\^4\.8/);
   const dts = readFileSync(join(repo, "web-client/pkg", pkg.types), "utf8");
-  for (const name of ["class SignalroomClient", "class PeerMesh", "onPeers", "connectedPeers", "PeersEvent"]) {
+  for (const name of ["class SignalroomClient", "class PeerMesh", "onPeers", "connectedPeers", "PeersEvent",
+                      "constructor(url: string, options?: ClientOptions)"]) {
     assert.ok(dts.includes(name), `${name} in the .d.ts`);
   }
   assert.match(readFileSync(join(repo, "web-client/pkg/README.md"), "utf8"), /new PeerMesh/);

@@ -119,8 +119,9 @@ impl SignalroomClient {
     #[wasm_bindgen(constructor)]
     pub fn new(
         url: &str,
-        #[wasm_bindgen(unchecked_param_type = "ClientOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "ClientOptions")] options: Option<Object>,
     ) -> Result<SignalroomClient, JsValue> {
+        let options: JsValue = options.map(JsValue::from).unwrap_or(JsValue::UNDEFINED);
         let auto_rejoin = get(&options, "autoRejoin") != JsValue::FALSE;
         let io_options = Object::new();
         let _ = js_sys::Reflect::set(&io_options, &"forceNew".into(), &JsValue::TRUE);

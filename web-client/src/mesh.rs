@@ -17,7 +17,7 @@ use crate::client::{
     MESH_MARK, MeshHook, Shared, SignalroomClient, attach_mesh, report, send_signal,
 };
 use crate::js::{DataChannel, PeerConnection, call_all, error, get, get_str, object};
-use js_sys::{Array, Function};
+use js_sys::{Array, Function, Object};
 use signalroom_core::tracker::{Role, role};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -89,8 +89,9 @@ impl PeerMesh {
     #[wasm_bindgen(constructor)]
     pub fn new(
         client: &SignalroomClient,
-        #[wasm_bindgen(unchecked_param_type = "MeshOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "MeshOptions")] options: Option<Object>,
     ) -> PeerMesh {
+        let options: JsValue = options.map(JsValue::from).unwrap_or(JsValue::UNDEFINED);
         let core = Rc::new(MeshCore {
             client: client.shared.clone(),
             state: RefCell::new(MeshState {

@@ -18,7 +18,7 @@ fn url() -> &'static str {
 }
 
 fn client() -> SignalroomClient {
-    SignalroomClient::new(url(), JsValue::UNDEFINED).expect("a client")
+    SignalroomClient::new(url(), None).expect("a client")
 }
 
 fn s(v: &str) -> JsValue {
@@ -135,7 +135,7 @@ async fn signals_arrive_and_early_ones_are_held() {
 #[wasm_bindgen_test]
 fn a_mesh_without_a_room_has_no_peers() {
     let c = client();
-    let mesh = PeerMesh::new(&c, JsValue::UNDEFINED);
+    let mesh = PeerMesh::new(&c, None);
     assert_eq!(mesh.connected_peers().length(), 0);
     assert!(!mesh.send("nobody", "hello"));
     assert_eq!(mesh.broadcast("hello"), 0);
