@@ -43,9 +43,13 @@ pub fn wasm_target() -> Result<()> {
 }
 
 /// The npm packages of `tests/` (socket.io-client, playwright-core, binaryen, ...).
+/// Installs again whenever `package-lock.json` changed since the last install.
 pub fn npm_packages() -> Result<()> {
     let dir = root().join("tests");
-    if dir.join("node_modules/.package-lock.json").exists() {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let lock = modified(&dir.join("package-lock.json"));
+    let installed = modified(&dir.join("node_modules/.package-lock.json"));
+    if matches!((lock, installed), (Some(l), Some(i)) if i >= l) {
         return Ok(());
     }
     run(&dir, "npm", &["ci", "--no-audit", "--no-fund"])

@@ -225,14 +225,6 @@ pub fn test_wasm() -> Result<()> {
 /// (builds the package first if `cargo xtask build` has not).
 pub fn test_browser() -> Result<()> {
     setup::npm_packages()?;
-    if !root().join("tests/node_modules/esbuild").exists() {
-        // node_modules from before esbuild joined tests/package.json: install again.
-        run(
-            &root().join("tests"),
-            "npm",
-            &["ci", "--no-audit", "--no-fund"],
-        )?;
-    }
     setup::chromium()?;
     if !root().join("web-client/pkg/package.json").exists() {
         build()?;
