@@ -379,6 +379,31 @@ impl<C: Clone + Eq + Hash> Registry<C> {
             Some(_) => deliveries = self.remove_conn(conn),
             None => {}
         }
+        let holder = Holder::Socket {
+            conn: conn.clone(),
+            mode: req.updates,
+        };
+        deliveries.extend(self.admit(&req, holder, now, Some(conn)));
+        self.sessions.insert(
+            conn.clone(),
+            Session {
+                room_name: req.room_name.clone(),
+                peer_id: req.peer_id.clone(),
+            },
+        );
+        let reply = self.join_success(&req);
+        Outcome::reply(reply, deliveries)
+    }
+
+    /// Adds a new entry at the end of its room (creating the room at version
+    /// 0 if needed) and announces it.
+    fn admit(
+        &mut self,
+        req: &JoinRequest,
+        holder: Holder<C>,
+        now: Timestamp,
+        quiet: Option<&C>,
+    ) -> Vec<Delivery<C>> {
         let room = self
             .rooms
             .entry(req.room_name.clone())
@@ -395,21 +420,9 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         };
         room.members.push(Member {
             peer: peer.clone(),
-            holder: Holder::Socket {
-                conn: conn.clone(),
-                mode: req.updates,
-            },
+            holder,
         });
-        deliveries.extend(room.announce(Change::Joined(&peer), Some(conn)));
-        self.sessions.insert(
-            conn.clone(),
-            Session {
-                room_name: req.room_name.clone(),
-                peer_id: req.peer_id.clone(),
-            },
-        );
-        let reply = self.join_success(&req);
-        Outcome::reply(reply, deliveries)
+        room.announce(Change::Joined(&peer), quiet)
     }
 
     fn check_join(&self, conn: &C, req: &JoinRequest) -> Result<(), Error> {
@@ -614,25 +627,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                         Vec::new(),
                     );
                 }
-                let room = self
-                    .rooms
-                    .entry(req.room_name.clone())
-                    .or_insert_with(|| Room {
-                        name: req.room_name.clone(),
-                        created_at: now.to_rfc3339(),
-                        version: 0,
-                        members: Vec::new(),
-                    });
-                let peer = Peer {
-                    peer_id: req.peer_id.clone(),
-                    username: req.username.clone(),
-                    joined_at: now.to_rfc3339(),
-                };
-                room.members.push(Member {
-                    peer: peer.clone(),
-                    holder: Holder::Http { expires_at },
-                });
-                deliveries = room.announce(Change::Joined(&peer), None);
+                deliveries = self.admit(&req, Holder::Http { expires_at }, now, None);
             }
         }
         self.leases
