@@ -41,7 +41,8 @@ pub struct Config {
     #[arg(long, env = "SIGNALROOM_MAX_BODY_BYTES", default_value_t = 65_536)]
     pub max_body_bytes: usize,
 
-    /// Packets queued for one connection before it counts as too slow and is disconnected.
+    /// Packets queued for one connection; a connection this far behind misses events
+    /// until its heartbeat closes it (counted in `signalroom_queue_full_total`).
     #[arg(long, env = "SIGNALROOM_MAX_QUEUED_PACKETS", default_value_t = 4096)]
     pub max_queued_packets: usize,
 
