@@ -8,6 +8,16 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The server process, killed when the test ends however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
 fn start(args: &[&str]) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_signalroom"))
         .args(["--host", "127.0.0.1", "--port", "0"])
@@ -75,28 +85,29 @@ fn a_bad_flag_is_refused_with_a_message() {
 
 #[test]
 fn port_env_is_honoured() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_signalroom"))
-        .args(["--host", "127.0.0.1"])
-        .env("PORT", "0")
-        .env_remove("SIGNALROOM_PORT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
+    let mut server = Server(
+        Command::new(env!("CARGO_BIN_EXE_signalroom"))
+            .args(["--host", "127.0.0.1"])
+            .env("PORT", "0")
+            .env_remove("SIGNALROOM_PORT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts"),
+    );
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
+    BufReader::new(server.0.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("line");
     // PORT=0 means a random port, not the default 3001.
     assert!(line.starts_with("signalroom listening on http://127.0.0.1:"));
     assert!(!line.trim().ends_with(":3001"), "{line}");
-    child.kill().ok();
-    child.wait().ok();
 }
 
 #[tokio::test]
 async fn sigterm_disconnects_clients_and_exits_zero() {
-    let (mut child, port) = start(&[]);
+    let (child, port) = start(&[]);
+    let mut server = Server(child);
     let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
@@ -113,7 +124,7 @@ async fn sigterm_disconnects_clients_and_exits_zero() {
     };
     assert!(connected.to_text().expect("text").starts_with("40{\"sid\""));
 
-    terminate(&child);
+    terminate(&server.0);
     // The server closes the transport with a WebSocket close frame (not a
     // reset), and not with a namespace disconnect: clients reconnect to the
     // restarted server on their own.
@@ -126,7 +137,7 @@ async fn sigterm_disconnects_clients_and_exits_zero() {
         }
     }
     assert!(closed_cleanly, "no close frame before the connection ended");
-    let status = tokio::task::spawn_blocking(move || child.wait())
+    let status = tokio::task::spawn_blocking(move || server.0.wait())
         .await
         .expect("joined")
         .expect("waits");
