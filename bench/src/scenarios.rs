@@ -415,6 +415,7 @@ pub async fn storm(
 ) -> Result<Value> {
     let mut out = base("storm", label);
     let meter = Meter::start(t.pid).await;
+    let before = t.pid.and_then(procfs::sample);
     let (conns, connect) = connect_all(t, rooms * peers).await?;
     out.insert("connect_ms".into(), json!(ms(connect)));
     let layout = Layout {
@@ -424,7 +425,17 @@ pub async fn storm(
         updates,
     };
     let r = storm_phase(conns, &layout, timeout).await?;
+    let after = t.pid.and_then(procfs::sample);
     storm_report(&r, &layout, &mut out);
+    if let (Some(b), Some(a)) = (before, after) {
+        let n = (rooms * peers).max(1) as f64;
+        out.insert("server_rss_before_mb".into(), json!(mb(b.rss_kb)));
+        out.insert("server_rss_converged_mb".into(), json!(mb(a.rss_kb)));
+        out.insert(
+            "kb_per_connection".into(),
+            json!(round3((a.rss_kb as f64 - b.rss_kb as f64) / n)),
+        );
+    }
     meter.finish(&mut out);
     close_all(r.conns).await;
     Ok(Value::Object(out))
