@@ -36,6 +36,9 @@ struct Cli {
     /// WebSocket handshakes in flight at once while connecting.
     #[arg(long, default_value_t = 128, global = true)]
     connect_concurrency: usize,
+    /// WebSocket read buffer per connection, bytes.
+    #[arg(long, default_value_t = 16 * 1024, global = true)]
+    read_buffer: usize,
     /// Give up on a storm (join and converge) after this many seconds.
     #[arg(long, default_value_t = 120.0, global = true)]
     timeout_s: f64,
@@ -170,6 +173,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         addr,
         pid: cli.pid,
         connect_concurrency: cli.connect_concurrency,
+        read_buffer: cli.read_buffer.clamp(1024, 1 << 22),
     };
     let timeout = Duration::from_secs_f64(cli.timeout_s.clamp(1.0, 3600.0));
     let label = cli.label.as_str();

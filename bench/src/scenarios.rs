@@ -42,6 +42,8 @@ pub struct Target {
     pub pid: Option<u32>,
     /// How many WebSocket handshakes to run at once.
     pub connect_concurrency: usize,
+    /// WebSocket read buffer per connection.
+    pub read_buffer: usize,
 }
 
 /// Server and generator resource use over one scenario.
@@ -130,10 +132,10 @@ fn run_prefix() -> String {
 /// Opens `n` connections, `concurrency` handshakes at a time.
 async fn connect_all(t: &Target, n: usize) -> Result<(Vec<Conn>, Duration)> {
     let t0 = Instant::now();
-    let addr = t.addr;
+    let (addr, read_buffer) = (t.addr, t.read_buffer);
     let mut conns = Vec::with_capacity(n);
     let mut stream = futures_util::stream::iter(0..n)
-        .map(|_| Conn::connect(addr, Duration::from_secs(20)))
+        .map(|_| Conn::connect(addr, read_buffer, Duration::from_secs(20)))
         .buffer_unordered(t.connect_concurrency.max(1));
     while let Some(c) = stream.next().await {
         conns.push(c.with_context(|| format!("after {} of {n} connections", conns.len()))?);

@@ -117,20 +117,20 @@ pub fn json_str(s: &str) -> String {
 
 impl Conn {
     /// Opens `ws://addr/socket.io/?EIO=4&transport=websocket` and connects to namespace `/`.
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn> {
-        tokio::time::timeout(timeout, Self::connect_inner(addr))
+    pub async fn connect(addr: SocketAddr, read_buffer: usize, timeout: Duration) -> Result<Conn> {
+        tokio::time::timeout(timeout, Self::connect_inner(addr, read_buffer))
             .await
             .map_err(|_| anyhow!("connect to {addr} timed out after {timeout:?}"))?
     }
 
-    async fn connect_inner(addr: SocketAddr) -> Result<Conn> {
+    async fn connect_inner(addr: SocketAddr, read_buffer: usize) -> Result<Conn> {
         let tcp = TcpStream::connect(addr)
             .await
             .with_context(|| format!("TCP connect to {addr}"))?;
         tcp.set_nodelay(true)?;
         let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
         let config = WebSocketConfig::default()
-            .read_buffer_size(16 * 1024)
+            .read_buffer_size(read_buffer)
             .write_buffer_size(0);
         let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config))
             .await
