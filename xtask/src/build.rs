@@ -19,5 +19,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let bin = root.join("target/release/signalroom");
     let mut full: Vec<&str> = vec!["--www-dir", "www"];
     full.extend(args.iter().map(String::as_str));
-    sh(&root, bin.to_str().unwrap_or("target/release/signalroom"), &full)
+    sh(
+        &root,
+        bin.to_str().unwrap_or("target/release/signalroom"),
+        &full,
+    )
 }

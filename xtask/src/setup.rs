@@ -14,10 +14,17 @@ pub fn root() -> PathBuf {
 
 /// Runs a command in `dir`, echoing it, and fails if it fails.
 pub fn run(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
-    eprintln!("$ {program} {}", args.join(" "));
+    run_env(dir, program, args, &[])
+}
+
+/// Runs a command in `dir` with extra environment variables; fails if it fails.
+pub fn run_env(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    eprintln!("$ {}{program} {}", vars.concat(), args.join(" "));
     let status = Command::new(program)
         .args(args)
         .current_dir(dir)
+        .envs(env.iter().copied())
         .status()
         .with_context(|| format!("cannot start {program}"))?;
     if !status.success() {
@@ -26,18 +33,13 @@ pub fn run(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Whether `program` is on PATH.
-pub fn has(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 /// The wasm32 target for rustup (`RUSTUP_AUTO_INSTALL=0` here, so a toolchain file is not enough).
 pub fn wasm_target() -> Result<()> {
-    run(&root(), "rustup", &["target", "add", "wasm32-unknown-unknown"])
+    run(
+        &root(),
+        "rustup",
+        &["target", "add", "wasm32-unknown-unknown"],
+    )
 }
 
 /// The npm packages of `tests/` (socket.io-client, playwright-core, binaryen, ...).
@@ -66,7 +68,14 @@ pub fn python_venv() -> Result<PathBuf> {
         run(
             &dir,
             python.to_str().context("venv path is not UTF-8")?,
-            &["-m", "pip", "install", "-q", "-r", "python/requirements.txt"],
+            &[
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "-r",
+                "python/requirements.txt",
+            ],
         )?;
     }
     Ok(python)

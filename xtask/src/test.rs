@@ -1,10 +1,41 @@
 //! `cargo xtask test`: every test of the project, in one command.
+//!
+//! Order: the fast native suites first (core unit and property tests), then
+//! the release build the integration suites run against, then the suites
+//! that drive the real server with real clients (Node socket.io-client,
+//! python-socketio, headless Chromium).
 
-use crate::setup::{root, run};
-use anyhow::Result;
+use crate::setup::{self, root, run, run_env};
+use anyhow::{Context, Result};
 
 /// Runs every suite; stops at the first failure.
 pub fn all() -> Result<()> {
     let root = root();
-    run(&root, "cargo", &["test", "--workspace"])
+    setup::wasm_target()?;
+    setup::npm_packages()?;
+    let python = setup::python_venv()?;
+    setup::chromium()?;
+
+    run(&root, "cargo", &["test", "--workspace"])?;
+    // The core must stay sans-I/O: prove it builds for the browser.
+    run(
+        &root,
+        "cargo",
+        &[
+            "build",
+            "-p",
+            "signalroom-core",
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+    )?;
+    crate::build::all()?;
+
+    let bin = root.join("target/release/signalroom");
+    let bin = bin.to_str().context("repo path is not UTF-8")?;
+    let env = [("SIGNALROOM_BIN", bin)];
+    run_env(&root, "node", &["--test", "tests/node/"], &env)?;
+    let python = python.to_str().context("venv path is not UTF-8")?;
+    run_env(&root, python, &["-m", "pytest", "-q", "tests/python"], &env)?;
+    Ok(())
 }

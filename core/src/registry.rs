@@ -1,0 +1,728 @@
+//! The room registry: who is in which room, and what everyone must be told.
+//!
+//! A plain state machine in the str0m style. Every command takes the caller's
+//! connection id (any `C` the adapter likes) and, where time matters, `now`;
+//! it returns an [`Outcome`]: the reply to the requester and the deliveries to
+//! others, in the order they must be sent. Nothing here does I/O, reads a
+//! clock or locks: the server owns sockets, timers and the one lock around it.
+//!
+//! Invariants (property-tested in `tests`): no empty room exists; no room is
+//! over capacity; a connection is in at most one room; peer ids are unique per
+//! room; a room's version grows by exactly one per change of its list, and each
+//! change is announced to every member exactly once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::error::{Error, ErrorBody};
+use crate::protocol::{
+    Event, EventName, HttpJoinSuccess, IceServer, JoinSuccess, LeaveSuccess, Payload, Peer,
+    PeerJoined, PeerLeft, PeerList, RoomInfo, SignalAck, SignalDelivery, UpdateMode,
+};
+use crate::time::Timestamp;
+use crate::validate::{
+    JoinRequest, Rejection, compact_json_len, parse_http_join, parse_join, parse_signal,
+};
+
+/// The registry's limits and settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Peers per room (sockets and HTTP peers together).
+    pub max_peers: usize,
+    /// The most bytes a `signal`'s data may take, serialized as compact JSON.
+    pub max_signal_bytes: usize,
+    /// How long an HTTP peer's lease lasts, in milliseconds.
+    pub http_peer_ttl_ms: u64,
+    /// ICE servers handed to every joiner.
+    pub ice_servers: Vec<IceServer>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_peers: 100,
+            max_signal_bytes: 64 * 1024,
+            http_peer_ttl_ms: 60_000,
+            ice_servers: Vec::new(),
+        }
+    }
+}
+
+/// The events a client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientEvent {
+    /// `join_room`
+    JoinRoom,
+    /// `leave_room`
+    LeaveRoom,
+    /// `get_peers`
+    GetPeers,
+    /// `signal`
+    Signal,
+}
+
+impl ClientEvent {
+    /// The event of that wire name; `None` for events signalroom ignores.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "join_room" => Some(Self::JoinRoom),
+            "leave_room" => Some(Self::LeaveRoom),
+            "get_peers" => Some(Self::GetPeers),
+            "signal" => Some(Self::Signal),
+            _ => None,
+        }
+    }
+
+    /// The event its failures are reported with.
+    pub fn error_event(self) -> EventName {
+        match self {
+            Self::JoinRoom => EventName::JoinRoomError,
+            Self::LeaveRoom => EventName::LeaveRoomError,
+            Self::GetPeers => EventName::GetPeersError,
+            Self::Signal => EventName::SignalError,
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::JoinRoom => "join_room",
+            Self::LeaveRoom => "leave_room",
+            Self::GetPeers => "get_peers",
+            Self::Signal => "signal",
+        }
+    }
+}
+
+/// The answer to the requester: emitted as an event when `emit` is set, and
+/// always the acknowledgement payload when the client asked for one.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The event and payload.
+    pub event: Event,
+    /// Whether the event is emitted (a relayed `signal` is only acked).
+    pub emit: bool,
+}
+
+impl Reply {
+    fn emitted(name: EventName, payload: Payload) -> Self {
+        Self {
+            event: Event::new(name, payload),
+            emit: true,
+        }
+    }
+
+    fn error(name: EventName, body: ErrorBody) -> Self {
+        Self::emitted(name, Payload::Error(body))
+    }
+
+    /// The error this reply reports, if it is one.
+    pub fn error_body(&self) -> Option<&ErrorBody> {
+        match &self.event.payload {
+            Payload::Error(body) => Some(body),
+            _ => None,
+        }
+    }
+}
+
+/// One event for a set of connections.
+#[derive(Debug, Clone)]
+pub struct Delivery<C> {
+    /// The recipients.
+    pub to: Vec<C>,
+    /// What they get.
+    pub event: Event,
+}
+
+/// What a command produced: send `reply` (if any) first, then `deliveries` in order.
+#[derive(Debug, Clone)]
+pub struct Outcome<C> {
+    /// The answer to the requester.
+    pub reply: Option<Reply>,
+    /// Events for others (and, after the reply, for the requester), in order.
+    pub deliveries: Vec<Delivery<C>>,
+}
+
+impl<C> Outcome<C> {
+    fn reply(reply: Reply, deliveries: Vec<Delivery<C>>) -> Self {
+        Self {
+            reply: Some(reply),
+            deliveries,
+        }
+    }
+}
+
+/// Who holds a room entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Holder<C> {
+    /// A Socket.IO connection.
+    Socket { conn: C, mode: UpdateMode },
+    /// A peer joined over REST, until its lease runs out.
+    Http { expires_at: Timestamp },
+}
+
+#[derive(Debug, Clone)]
+struct Member<C> {
+    peer: Peer,
+    holder: Holder<C>,
+}
+
+#[derive(Debug, Clone)]
+struct Room<C> {
+    name: String,
+    created_at: String,
+    version: u64,
+    /// Oldest first.
+    members: Vec<Member<C>>,
+}
+
+/// What changed in a room, for announcing it.
+enum Change<'a> {
+    Joined(&'a Peer),
+    Left(&'a str),
+}
+
+impl<C: Clone + PartialEq> Room<C> {
+    fn peers(&self) -> Vec<Peer> {
+        self.members.iter().map(|m| m.peer.clone()).collect()
+    }
+
+    fn position(&self, peer_id: &str) -> Option<usize> {
+        self.members.iter().position(|m| m.peer.peer_id == peer_id)
+    }
+
+    fn list(&self) -> PeerList {
+        PeerList {
+            room_name: self.name.clone(),
+            peers: self.peers(),
+            total_peers: self.members.len(),
+            version: self.version,
+        }
+    }
+
+    fn info(&self, max_peers: usize) -> RoomInfo {
+        RoomInfo {
+            name: self.name.clone(),
+            peer_count: self.members.len(),
+            max_peers,
+            created_at: self.created_at.clone(),
+            version: self.version,
+            peers: self.peers(),
+        }
+    }
+
+    /// Counts one change and tells every connected member of it; a delta
+    /// member `quiet` (the one that caused it and hears of it in its reply) is skipped.
+    fn announce(&mut self, change: Change<'_>, quiet: Option<&C>) -> Vec<Delivery<C>> {
+        self.version += 1;
+        let mut full = Vec::new();
+        let mut delta = Vec::new();
+        for m in &self.members {
+            if let Holder::Socket { conn, mode } = &m.holder {
+                match mode {
+                    UpdateMode::Full => full.push(conn.clone()),
+                    UpdateMode::Delta if Some(conn) != quiet => delta.push(conn.clone()),
+                    UpdateMode::Delta => {}
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(2);
+        if !full.is_empty() {
+            out.push(Delivery {
+                to: full,
+                event: Event::new(EventName::PeerListUpdated, Payload::PeerList(self.list())),
+            });
+        }
+        if !delta.is_empty() {
+            let total_peers = self.members.len();
+            let event = match change {
+                Change::Joined(peer) => Event::new(
+                    EventName::PeerJoined,
+                    Payload::PeerJoined(PeerJoined {
+                        room_name: self.name.clone(),
+                        peer: peer.clone(),
+                        total_peers,
+                        version: self.version,
+                    }),
+                ),
+                Change::Left(peer_id) => Event::new(
+                    EventName::PeerLeft,
+                    Payload::PeerLeft(PeerLeft {
+                        room_name: self.name.clone(),
+                        peer_id: peer_id.to_owned(),
+                        total_peers,
+                        version: self.version,
+                    }),
+                ),
+            };
+            out.push(Delivery { to: delta, event });
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Session {
+    room_name: String,
+    peer_id: String,
+}
+
+/// Every room, every connection's place, and every HTTP peer's lease.
+#[derive(Debug, Clone)]
+pub struct Registry<C> {
+    config: Config,
+    rooms: BTreeMap<String, Room<C>>,
+    sessions: HashMap<C, Session>,
+    /// (expiry, room, peer_id) of every HTTP peer.
+    leases: BTreeSet<(Timestamp, String, String)>,
+}
+
+impl<C: Clone + Eq + Hash> Registry<C> {
+    /// An empty registry.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            rooms: BTreeMap::new(),
+            sessions: HashMap::new(),
+            leases: BTreeSet::new(),
+        }
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Handles one client event. `payload` is the event's first argument as the
+    /// client's JSON text (`None` when it sent none); `binary` says the packet
+    /// carried binary attachments.
+    pub fn handle(
+        &mut self,
+        conn: &C,
+        event: ClientEvent,
+        payload: Option<&RawValue>,
+        binary: bool,
+        now: Timestamp,
+    ) -> Outcome<C> {
+        match event {
+            ClientEvent::JoinRoom => {
+                let request = if binary {
+                    Err(Rejection {
+                        error: Error::BinaryAttachments,
+                        room_name: None,
+                    })
+                } else {
+                    let value =
+                        payload.and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());
+                    parse_join(value.as_ref())
+                };
+                match request {
+                    Ok(request) => self.join(conn, request, now),
+                    Err(r) => Outcome::reply(
+                        Reply::error(
+                            EventName::JoinRoomError,
+                            r.error.body(r.room_name.as_deref()),
+                        ),
+                        Vec::new(),
+                    ),
+                }
+            }
+            ClientEvent::LeaveRoom => self.leave(conn),
+            ClientEvent::GetPeers => self.get_peers(conn),
+            ClientEvent::Signal => {
+                let parsed = if binary {
+                    Err(Error::BinaryAttachments)
+                } else {
+                    parse_signal(payload)
+                };
+                match parsed.and_then(|s| self.signal(conn, &s.to, s.data)) {
+                    Ok(outcome) => outcome,
+                    Err(e) => Outcome::reply(
+                        Reply::error(EventName::SignalError, e.body(None)),
+                        Vec::new(),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Joins `conn` to a room, leaving any other room first.
+    pub fn join(&mut self, conn: &C, req: JoinRequest, now: Timestamp) -> Outcome<C> {
+        if let Err(error) = self.check_join(conn, &req) {
+            let body = error.body(Some(&req.room_name));
+            return Outcome::reply(Reply::error(EventName::JoinRoomError, body), Vec::new());
+        }
+        let mut deliveries = Vec::new();
+        match self.sessions.get(conn).cloned() {
+            Some(s) if s.room_name == req.room_name && s.peer_id == req.peer_id => {
+                let room = self
+                    .rooms
+                    .get_mut(&req.room_name)
+                    .expect("a session's room exists");
+                let i = room
+                    .position(&req.peer_id)
+                    .expect("a session's entry exists");
+                let member = &mut room.members[i];
+                member.holder = Holder::Socket {
+                    conn: conn.clone(),
+                    mode: req.updates,
+                };
+                if member.peer.username != req.username {
+                    member.peer.username = req.username.clone();
+                    let peer = member.peer.clone();
+                    deliveries = room.announce(Change::Joined(&peer), Some(conn));
+                }
+                let reply = self.join_success(&req);
+                return Outcome::reply(reply, deliveries);
+            }
+            Some(_) => deliveries = self.remove_conn(conn),
+            None => {}
+        }
+        let room = self
+            .rooms
+            .entry(req.room_name.clone())
+            .or_insert_with(|| Room {
+                name: req.room_name.clone(),
+                created_at: now.to_rfc3339(),
+                version: 0,
+                members: Vec::new(),
+            });
+        let peer = Peer {
+            peer_id: req.peer_id.clone(),
+            username: req.username.clone(),
+            joined_at: now.to_rfc3339(),
+        };
+        room.members.push(Member {
+            peer: peer.clone(),
+            holder: Holder::Socket {
+                conn: conn.clone(),
+                mode: req.updates,
+            },
+        });
+        deliveries.extend(room.announce(Change::Joined(&peer), Some(conn)));
+        self.sessions.insert(
+            conn.clone(),
+            Session {
+                room_name: req.room_name.clone(),
+                peer_id: req.peer_id.clone(),
+            },
+        );
+        let reply = self.join_success(&req);
+        Outcome::reply(reply, deliveries)
+    }
+
+    fn check_join(&self, conn: &C, req: &JoinRequest) -> Result<(), Error> {
+        let Some(room) = self.rooms.get(&req.room_name) else {
+            return Ok(());
+        };
+        let session = self.sessions.get(conn);
+        let member_here = session.is_some_and(|s| s.room_name == req.room_name);
+        if !member_here && room.members.len() >= self.config.max_peers {
+            return Err(Error::RoomFull {
+                room_name: req.room_name.clone(),
+                max: self.config.max_peers,
+            });
+        }
+        if let Some(i) = room.position(&req.peer_id) {
+            let mine =
+                matches!(&room.members[i].holder, Holder::Socket { conn: c, .. } if c == conn);
+            if !mine {
+                return Err(Error::PeerIdTaken {
+                    peer_id: req.peer_id.clone(),
+                    room_name: req.room_name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn join_success(&self, req: &JoinRequest) -> Reply {
+        let room = &self.rooms[&req.room_name];
+        Reply::emitted(
+            EventName::JoinRoomSuccess,
+            Payload::JoinSuccess(JoinSuccess {
+                room_name: room.name.clone(),
+                peer_id: req.peer_id.clone(),
+                peers: room.peers(),
+                total_peers: room.members.len(),
+                max_peers: self.config.max_peers,
+                version: room.version,
+                ice_servers: self.config.ice_servers.clone(),
+            }),
+        )
+    }
+
+    /// Takes `conn` out of its room: `leave_room`.
+    pub fn leave(&mut self, conn: &C) -> Outcome<C> {
+        let Some(session) = self.sessions.get(conn).cloned() else {
+            let body = Error::NotInRoom.body(None);
+            return Outcome::reply(Reply::error(EventName::LeaveRoomError, body), Vec::new());
+        };
+        let deliveries = self.remove_conn(conn);
+        let reply = Reply::emitted(
+            EventName::LeaveRoomSuccess,
+            Payload::LeaveSuccess(LeaveSuccess {
+                room_name: session.room_name,
+                peer_id: session.peer_id,
+            }),
+        );
+        Outcome::reply(reply, deliveries)
+    }
+
+    /// A connection is gone: remove it as `leave_room` would, telling only the others.
+    pub fn disconnect(&mut self, conn: &C) -> Vec<Delivery<C>> {
+        self.remove_conn(conn)
+    }
+
+    fn remove_conn(&mut self, conn: &C) -> Vec<Delivery<C>> {
+        let Some(session) = self.sessions.remove(conn) else {
+            return Vec::new();
+        };
+        self.remove_member(&session.room_name, &session.peer_id)
+    }
+
+    /// Removes an entry and announces it; deletes the room when it empties.
+    fn remove_member(&mut self, room_name: &str, peer_id: &str) -> Vec<Delivery<C>> {
+        let Some(room) = self.rooms.get_mut(room_name) else {
+            return Vec::new();
+        };
+        let Some(i) = room.position(peer_id) else {
+            return Vec::new();
+        };
+        let member = room.members.remove(i);
+        if let Holder::Http { expires_at } = member.holder {
+            self.leases
+                .remove(&(expires_at, room_name.to_owned(), peer_id.to_owned()));
+        }
+        if room.members.is_empty() {
+            self.rooms.remove(room_name);
+            return Vec::new();
+        }
+        room.announce(Change::Left(peer_id), None)
+    }
+
+    /// `get_peers`: the caller's room as it is now.
+    pub fn get_peers(&self, conn: &C) -> Outcome<C> {
+        let reply = match self.sessions.get(conn) {
+            Some(s) => Reply::emitted(
+                EventName::PeerList,
+                Payload::PeerList(self.rooms[&s.room_name].list()),
+            ),
+            None => Reply::error(EventName::GetPeersError, Error::NotInRoom.body(None)),
+        };
+        Outcome::reply(reply, Vec::new())
+    }
+
+    /// Relays `data` from `conn` to the peer `to` of its room.
+    pub fn signal(&self, conn: &C, to: &str, data: &RawValue) -> Result<Outcome<C>, Error> {
+        let session = self.sessions.get(conn).ok_or(Error::NotInRoom)?;
+        if compact_json_len(data) > self.config.max_signal_bytes {
+            return Err(Error::SignalTooLarge {
+                max: self.config.max_signal_bytes,
+            });
+        }
+        let room = &self.rooms[&session.room_name];
+        let target = room
+            .position(to)
+            .map(|i| &room.members[i].holder)
+            .and_then(|h| match h {
+                Holder::Socket { conn, .. } => Some(conn.clone()),
+                Holder::Http { .. } => None,
+            })
+            .ok_or_else(|| Error::PeerNotFound {
+                peer_id: to.to_owned(),
+                room_name: room.name.clone(),
+            })?;
+        let delivery = Delivery {
+            to: vec![target],
+            event: Event::new(
+                EventName::Signal,
+                Payload::Signal(SignalDelivery {
+                    room_name: room.name.clone(),
+                    from: session.peer_id.clone(),
+                    data: data.to_owned(),
+                }),
+            ),
+        };
+        let ack = Reply {
+            event: Event::new(
+                EventName::Signal,
+                Payload::SignalAck(SignalAck { to: to.to_owned() }),
+            ),
+            emit: false,
+        };
+        Ok(Outcome::reply(ack, vec![delivery]))
+    }
+
+    /// `POST /api/webrtc/rooms/{room}/join`: joins or renews an HTTP peer.
+    pub fn http_join(
+        &mut self,
+        path_room: &str,
+        body: &Value,
+        now: Timestamp,
+    ) -> (Result<HttpJoinSuccess, Rejection>, Vec<Delivery<C>>) {
+        let req = match parse_http_join(path_room, body) {
+            Ok(req) => req,
+            Err(r) => return (Err(r), Vec::new()),
+        };
+        let reject = |error| {
+            Err(Rejection {
+                error,
+                room_name: Some(req.room_name.clone()),
+            })
+        };
+        let expires_at = now.plus_ms(self.config.http_peer_ttl_ms);
+        let mut deliveries = Vec::new();
+        let existing = self.rooms.get(&req.room_name).and_then(|room| {
+            room.position(&req.peer_id)
+                .map(|i| room.members[i].holder.clone())
+        });
+        match existing {
+            Some(Holder::Http { expires_at: old }) => {
+                let room = self.rooms.get_mut(&req.room_name).expect("checked above");
+                let i = room.position(&req.peer_id).expect("checked above");
+                room.members[i].holder = Holder::Http { expires_at };
+                self.leases
+                    .remove(&(old, req.room_name.clone(), req.peer_id.clone()));
+                if room.members[i].peer.username != req.username {
+                    room.members[i].peer.username = req.username.clone();
+                    let peer = room.members[i].peer.clone();
+                    deliveries = room.announce(Change::Joined(&peer), None);
+                }
+            }
+            holder => {
+                let count = self
+                    .rooms
+                    .get(&req.room_name)
+                    .map_or(0, |r| r.members.len());
+                if count >= self.config.max_peers {
+                    return (
+                        reject(Error::RoomFull {
+                            room_name: req.room_name.clone(),
+                            max: self.config.max_peers,
+                        }),
+                        Vec::new(),
+                    );
+                }
+                if holder.is_some() {
+                    return (
+                        reject(Error::PeerIdTaken {
+                            peer_id: req.peer_id.clone(),
+                            room_name: req.room_name.clone(),
+                        }),
+                        Vec::new(),
+                    );
+                }
+                let room = self
+                    .rooms
+                    .entry(req.room_name.clone())
+                    .or_insert_with(|| Room {
+                        name: req.room_name.clone(),
+                        created_at: now.to_rfc3339(),
+                        version: 0,
+                        members: Vec::new(),
+                    });
+                let peer = Peer {
+                    peer_id: req.peer_id.clone(),
+                    username: req.username.clone(),
+                    joined_at: now.to_rfc3339(),
+                };
+                room.members.push(Member {
+                    peer: peer.clone(),
+                    holder: Holder::Http { expires_at },
+                });
+                deliveries = room.announce(Change::Joined(&peer), None);
+            }
+        }
+        self.leases
+            .insert((expires_at, req.room_name.clone(), req.peer_id.clone()));
+        let room = &self.rooms[&req.room_name];
+        let reply = HttpJoinSuccess {
+            room_name: room.name.clone(),
+            peer_id: req.peer_id,
+            peers: room.peers(),
+            total_peers: room.members.len(),
+            version: room.version,
+            expires_at: expires_at.to_rfc3339(),
+        };
+        (Ok(reply), deliveries)
+    }
+
+    /// `DELETE /api/webrtc/rooms/{room}/peers/{peer_id}`: removes an HTTP peer.
+    pub fn http_leave(
+        &mut self,
+        room_name: &str,
+        peer_id: &str,
+    ) -> Result<Vec<Delivery<C>>, Error> {
+        let is_http = self.rooms.get(room_name).is_some_and(|room| {
+            room.position(peer_id)
+                .is_some_and(|i| matches!(room.members[i].holder, Holder::Http { .. }))
+        });
+        if !is_http {
+            return Err(Error::PeerNotFound {
+                peer_id: peer_id.to_owned(),
+                room_name: room_name.to_owned(),
+            });
+        }
+        Ok(self.remove_member(room_name, peer_id))
+    }
+
+    /// Removes every HTTP peer whose lease ran out at or before `now`.
+    pub fn expire(&mut self, now: Timestamp) -> Vec<Delivery<C>> {
+        let mut deliveries = Vec::new();
+        while let Some((at, room, peer)) = self.leases.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.leases.pop_first();
+            deliveries.extend(self.remove_member(&room, &peer));
+        }
+        deliveries
+    }
+
+    /// When the next lease runs out, for the caller's timer.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.leases.first().map(|(at, _, _)| *at)
+    }
+
+    /// Every room, keyed by name.
+    pub fn rooms(&self) -> BTreeMap<String, RoomInfo> {
+        self.rooms
+            .iter()
+            .map(|(name, room)| (name.clone(), room.info(self.config.max_peers)))
+            .collect()
+    }
+
+    /// One room.
+    pub fn room(&self, name: &str) -> Result<RoomInfo, Error> {
+        self.rooms
+            .get(name)
+            .map(|room| room.info(self.config.max_peers))
+            .ok_or_else(|| Error::RoomNotFound {
+                room_name: name.to_owned(),
+            })
+    }
+
+    /// How many rooms exist.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// How many peers (sockets and HTTP) are in rooms.
+    pub fn peer_count(&self) -> usize {
+        self.rooms.values().map(|r| r.members.len()).sum()
+    }
+
+    /// The room and peer id of a connection, if it is in a room.
+    pub fn membership(&self, conn: &C) -> Option<(&str, &str)> {
+        self.sessions
+            .get(conn)
+            .map(|s| (s.room_name.as_str(), s.peer_id.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,687 @@
+//! The registry's rules, one behaviour per test, and its invariants over
+//! random command sequences.
+
+use super::*;
+use crate::error::ErrorCode;
+use proptest::prelude::*;
+use serde_json::json;
+
+type Reg = Registry<u32>;
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+fn reg(max_peers: usize) -> Reg {
+    Registry::new(Config {
+        max_peers,
+        max_signal_bytes: 32,
+        http_peer_ttl_ms: 1_000,
+        ice_servers: Vec::new(),
+    })
+}
+
+fn raw(v: serde_json::Value) -> Box<RawValue> {
+    RawValue::from_string(v.to_string()).expect("valid json")
+}
+
+fn join_mode(
+    r: &mut Reg,
+    conn: u32,
+    room: &str,
+    peer: &str,
+    user: &str,
+    mode: &str,
+) -> Outcome<u32> {
+    let payload =
+        raw(json!({"room_name": room, "peer_id": peer, "username": user, "updates": mode}));
+    r.handle(&conn, ClientEvent::JoinRoom, Some(&payload), false, T0)
+}
+
+fn join(r: &mut Reg, conn: u32, room: &str, peer: &str, user: &str) -> Outcome<u32> {
+    join_mode(r, conn, room, peer, user, "full")
+}
+
+fn reply_json(o: &Outcome<u32>) -> serde_json::Value {
+    serde_json::to_value(&o.reply.as_ref().expect("a reply").event.payload).expect("serializes")
+}
+
+fn reply_name(o: &Outcome<u32>) -> &'static str {
+    o.reply.as_ref().expect("a reply").event.name.as_str()
+}
+
+fn error_code(o: &Outcome<u32>) -> ErrorCode {
+    o.reply
+        .as_ref()
+        .and_then(Reply::error_body)
+        .expect("an error")
+        .code
+}
+
+fn names(o: &Outcome<u32>) -> Vec<(&'static str, Vec<u32>)> {
+    o.deliveries
+        .iter()
+        .map(|d| (d.event.name.as_str(), d.to.clone()))
+        .collect()
+}
+
+fn payload(d: &Delivery<u32>) -> serde_json::Value {
+    serde_json::to_value(&d.event.payload).expect("serializes")
+}
+
+#[test]
+fn first_join_creates_the_room_at_version_one() {
+    let mut r = reg(10);
+    let o = join(&mut r, 1, "room", "a", "Alice");
+    assert_eq!(reply_name(&o), "join_room_success");
+    let j = reply_json(&o);
+    assert_eq!(j["version"], 1);
+    assert_eq!(j["total_peers"], 1);
+    assert_eq!(j["max_peers"], 10);
+    assert_eq!(j["peers"][0]["peer_id"], "a");
+    assert_eq!(j["peers"][0]["joined_at"], "2023-11-14T22:13:20.000Z");
+    assert_eq!(j["ice_servers"], json!([]));
+    assert_eq!(names(&o), vec![("peer_list_updated", vec![1])]);
+    assert_eq!(payload(&o.deliveries[0])["version"], 1);
+}
+
+#[test]
+fn second_join_is_announced_to_everyone_in_join_order() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "Alice");
+    let o = join(&mut r, 2, "room", "b", "Bob");
+    assert_eq!(names(&o), vec![("peer_list_updated", vec![1, 2])]);
+    let list = payload(&o.deliveries[0]);
+    assert_eq!(list["version"], 2);
+    assert_eq!(list["peers"][0]["peer_id"], "a");
+    assert_eq!(list["peers"][1]["peer_id"], "b");
+}
+
+#[test]
+fn delta_members_get_peer_joined_and_the_delta_joiner_nothing_more() {
+    let mut r = reg(10);
+    join_mode(&mut r, 1, "room", "a", "A", "delta");
+    let o = join_mode(&mut r, 2, "room", "b", "B", "delta");
+    assert_eq!(names(&o), vec![("peer_joined", vec![1])]);
+    let d = payload(&o.deliveries[0]);
+    assert_eq!(d["peer"]["peer_id"], "b");
+    assert_eq!(d["version"], 2);
+    assert_eq!(d["total_peers"], 2);
+}
+
+#[test]
+fn full_and_delta_members_share_a_room() {
+    let mut r = reg(10);
+    join_mode(&mut r, 1, "room", "a", "A", "delta");
+    join(&mut r, 2, "room", "b", "B");
+    let o = join(&mut r, 3, "room", "c", "C");
+    assert_eq!(
+        names(&o),
+        vec![("peer_list_updated", vec![2, 3]), ("peer_joined", vec![1])]
+    );
+}
+
+#[test]
+fn leave_tells_the_rest_and_answers_the_leaver() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "A");
+    join_mode(&mut r, 2, "room", "b", "B", "delta");
+    let o = r.leave(&1);
+    assert_eq!(reply_json(&o), json!({"room_name": "room", "peer_id": "a"}));
+    assert_eq!(names(&o), vec![("peer_left", vec![2])]);
+    assert_eq!(payload(&o.deliveries[0])["version"], 3);
+}
+
+#[test]
+fn leave_when_in_no_room_is_an_error() {
+    let mut r = reg(10);
+    let o = r.leave(&1);
+    assert_eq!(reply_name(&o), "leave_room_error");
+    assert_eq!(
+        reply_json(&o),
+        json!({"error": "Not in any room", "code": "not_in_room"})
+    );
+}
+
+#[test]
+fn the_last_leave_deletes_the_room_and_a_new_one_starts_at_one() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "A");
+    join(&mut r, 2, "room", "b", "B");
+    r.leave(&1);
+    let o = r.leave(&2);
+    assert!(o.deliveries.is_empty());
+    assert!(r.rooms().is_empty());
+    let o = join(&mut r, 1, "room", "a", "A");
+    assert_eq!(reply_json(&o)["version"], 1);
+}
+
+#[test]
+fn disconnect_removes_without_a_reply() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "A");
+    join(&mut r, 2, "room", "b", "B");
+    let d = r.disconnect(&2);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].to, vec![1]);
+    assert_eq!(r.room("room").expect("exists").peer_count, 1);
+    assert!(r.disconnect(&2).is_empty());
+}
+
+#[test]
+fn a_full_room_refuses_newcomers_but_not_its_members() {
+    let mut r = reg(2);
+    join(&mut r, 1, "room", "a", "A");
+    join(&mut r, 2, "room", "b", "B");
+    let o = join(&mut r, 3, "room", "c", "C");
+    assert_eq!(error_code(&o), ErrorCode::RoomFull);
+    assert_eq!(reply_json(&o)["error"], "Room room is full (max 2 peers)");
+    assert_eq!(reply_json(&o)["room_name"], "room");
+    let o = join(&mut r, 2, "room", "b2", "B");
+    assert_eq!(reply_name(&o), "join_room_success");
+}
+
+#[test]
+fn capacity_is_checked_before_peer_id() {
+    let mut r = reg(1);
+    join(&mut r, 1, "room", "a", "A");
+    assert_eq!(
+        error_code(&join(&mut r, 2, "room", "a", "A")),
+        ErrorCode::RoomFull
+    );
+}
+
+#[test]
+fn a_taken_peer_id_is_refused_and_changes_nothing() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "A");
+    join(&mut r, 2, "other", "x", "X");
+    let o = join(&mut r, 2, "room", "a", "Mallory");
+    assert_eq!(error_code(&o), ErrorCode::PeerIdTaken);
+    assert_eq!(reply_json(&o)["error"], "Peer ID a is already in room room");
+    assert!(o.deliveries.is_empty());
+    assert_eq!(r.membership(&2), Some(("other", "x")));
+    assert_eq!(r.room("room").expect("exists").version, 1);
+}
+
+#[test]
+fn an_identical_rejoin_succeeds_without_a_broadcast() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "A");
+    let o = join(&mut r, 1, "room", "a", "A");
+    assert_eq!(reply_name(&o), "join_room_success");
+    assert_eq!(reply_json(&o)["version"], 1);
+    assert!(o.deliveries.is_empty());
+}
+
+#[test]
+fn an_identical_rejoin_can_switch_the_update_mode() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "A");
+    assert!(
+        join_mode(&mut r, 1, "room", "a", "A", "delta")
+            .deliveries
+            .is_empty()
+    );
+    let o = join(&mut r, 2, "room", "b", "B");
+    assert_eq!(
+        names(&o),
+        vec![("peer_list_updated", vec![2]), ("peer_joined", vec![1])]
+    );
+}
+
+#[test]
+fn a_rename_updates_the_entry_and_broadcasts() {
+    let mut r = reg(10);
+    join_mode(&mut r, 1, "room", "a", "A", "delta");
+    join(&mut r, 2, "room", "b", "B");
+    let o = join_mode(&mut r, 1, "room", "a", "Alice", "delta");
+    assert_eq!(reply_json(&o)["version"], 3);
+    assert_eq!(reply_json(&o)["peers"][0]["username"], "Alice");
+    assert_eq!(names(&o), vec![("peer_list_updated", vec![2])]);
+    let o = join(&mut r, 2, "room", "b", "Bob");
+    assert_eq!(
+        names(&o),
+        vec![("peer_list_updated", vec![2]), ("peer_joined", vec![1])]
+    );
+    assert_eq!(payload(&o.deliveries[1])["peer"]["username"], "Bob");
+}
+
+#[test]
+fn another_peer_id_in_the_same_room_is_a_leave_then_a_join() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "A");
+    join(&mut r, 2, "room", "b", "B");
+    let o = join(&mut r, 1, "room", "a2", "A");
+    assert_eq!(reply_json(&o)["version"], 4);
+    let versions: Vec<_> = o
+        .deliveries
+        .iter()
+        .map(|d| payload(d)["version"].clone())
+        .collect();
+    assert_eq!(versions, vec![json!(3), json!(4)]);
+    assert_eq!(o.deliveries[0].to, vec![2]);
+    assert_eq!(o.deliveries[1].to, vec![2, 1]);
+}
+
+#[test]
+fn moving_rooms_leaves_the_old_one_first() {
+    let mut r = reg(10);
+    join(&mut r, 1, "one", "a", "A");
+    join(&mut r, 2, "one", "b", "B");
+    let o = join(&mut r, 1, "two", "a", "A");
+    assert_eq!(o.deliveries[0].to, vec![2]);
+    assert_eq!(payload(&o.deliveries[0])["room_name"], "one");
+    assert_eq!(o.deliveries[1].to, vec![1]);
+    assert_eq!(r.membership(&1), Some(("two", "a")));
+    assert_eq!(r.room("one").expect("exists").peer_count, 1);
+}
+
+#[test]
+fn a_refused_join_keeps_the_old_room() {
+    let mut r = reg(1);
+    join(&mut r, 1, "one", "a", "A");
+    join(&mut r, 2, "two", "b", "B");
+    assert_eq!(
+        error_code(&join(&mut r, 1, "two", "a", "A")),
+        ErrorCode::RoomFull
+    );
+    assert_eq!(r.membership(&1), Some(("one", "a")));
+}
+
+#[test]
+fn binary_join_is_an_invalid_payload() {
+    let mut r = reg(10);
+    let p = raw(json!({"room_name": "r", "peer_id": "p", "username": "u"}));
+    let o = r.handle(&1, ClientEvent::JoinRoom, Some(&p), true, T0);
+    assert_eq!(reply_name(&o), "join_room_error");
+    assert_eq!(error_code(&o), ErrorCode::InvalidPayload);
+    assert!(r.rooms().is_empty());
+}
+
+#[test]
+fn get_peers_answers_the_current_list() {
+    let mut r = reg(10);
+    let o = r.get_peers(&1);
+    assert_eq!(reply_name(&o), "get_peers_error");
+    assert_eq!(error_code(&o), ErrorCode::NotInRoom);
+    join(&mut r, 1, "room", "a", "A");
+    let o = r.get_peers(&1);
+    assert_eq!(reply_name(&o), "peer_list");
+    assert_eq!(reply_json(&o)["total_peers"], 1);
+}
+
+fn signal(r: &mut Reg, conn: u32, payload: serde_json::Value) -> Outcome<u32> {
+    let p = raw(payload);
+    r.handle(&conn, ClientEvent::Signal, Some(&p), false, T0)
+}
+
+#[test]
+fn a_signal_goes_to_its_target_only_and_is_acked_silently() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "A");
+    join(&mut r, 2, "room", "b", "B");
+    join(&mut r, 3, "room", "c", "C");
+    let o = signal(&mut r, 1, json!({"to": "b", "data": {"sdp": "x"}}));
+    let reply = o.reply.as_ref().expect("ack");
+    assert!(!reply.emit);
+    assert_eq!(reply_json(&o), json!({"to": "b"}));
+    assert_eq!(o.deliveries.len(), 1);
+    assert_eq!(o.deliveries[0].to, vec![2]);
+    assert_eq!(
+        payload(&o.deliveries[0]),
+        json!({"room_name": "room", "from": "a", "data": {"sdp": "x"}})
+    );
+}
+
+#[test]
+fn signal_errors_come_in_the_documented_order() {
+    let mut r = reg(10);
+    let big = "x".repeat(40);
+    // invalid_payload before not_in_room
+    assert_eq!(
+        error_code(&signal(&mut r, 1, json!({"data": 1}))),
+        ErrorCode::InvalidPayload
+    );
+    // not_in_room before payload_too_large
+    assert_eq!(
+        error_code(&signal(&mut r, 1, json!({"to": "b", "data": big}))),
+        ErrorCode::NotInRoom
+    );
+    join(&mut r, 1, "room", "a", "A");
+    // payload_too_large before peer_not_found
+    assert_eq!(
+        error_code(&signal(&mut r, 1, json!({"to": "zz", "data": big}))),
+        ErrorCode::PayloadTooLarge
+    );
+    let o = signal(&mut r, 1, json!({"to": "zz", "data": 1}));
+    assert_eq!(error_code(&o), ErrorCode::PeerNotFound);
+    assert_eq!(reply_name(&o), "signal_error");
+    assert!(o.reply.as_ref().expect("reply").emit);
+}
+
+#[test]
+fn signals_do_not_cross_rooms_or_reach_http_peers() {
+    let mut r = reg(10);
+    join(&mut r, 1, "one", "a", "A");
+    join(&mut r, 2, "two", "b", "B");
+    assert_eq!(
+        error_code(&signal(&mut r, 1, json!({"to": "b", "data": 1}))),
+        ErrorCode::PeerNotFound
+    );
+    let (res, _) = r.http_join("one", &json!({"peer_id": "h", "username": "H"}), T0);
+    res.expect("http join");
+    assert_eq!(
+        error_code(&signal(&mut r, 1, json!({"to": "h", "data": 1}))),
+        ErrorCode::PeerNotFound
+    );
+}
+
+#[test]
+fn http_peers_join_renew_and_expire() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "A");
+    let (res, d) = r.http_join("room", &json!({"peer_id": "h", "username": "H"}), T0);
+    let ok = res.expect("joined");
+    assert_eq!(ok.version, 2);
+    assert_eq!(ok.expires_at, T0.plus_ms(1_000).to_rfc3339());
+    assert_eq!(d.len(), 1);
+    assert_eq!(r.next_expiry(), Some(T0.plus_ms(1_000)));
+    // Renewal without a change: no broadcast, later expiry.
+    let (res, d) = r.http_join(
+        "room",
+        &json!({"peer_id": "h", "username": "H"}),
+        T0.plus_ms(500),
+    );
+    assert_eq!(res.expect("renewed").version, 2);
+    assert!(d.is_empty());
+    assert!(r.expire(T0.plus_ms(1_000)).is_empty());
+    // Renewal with a new name: broadcast.
+    let (_, d) = r.http_join(
+        "room",
+        &json!({"peer_id": "h", "username": "Hank"}),
+        T0.plus_ms(500),
+    );
+    assert_eq!(d.len(), 1);
+    let d = r.expire(T0.plus_ms(1_500));
+    assert_eq!(d.len(), 1);
+    assert_eq!(payload(&d[0])["total_peers"], 1);
+    assert_eq!(r.next_expiry(), None);
+}
+
+#[test]
+fn http_join_refuses_socket_held_ids_and_full_rooms() {
+    let mut r = reg(2);
+    join(&mut r, 1, "room", "a", "A");
+    let (res, _) = r.http_join("room", &json!({"peer_id": "a", "username": "A"}), T0);
+    let rej = res.expect_err("taken");
+    assert_eq!(rej.error.code(), ErrorCode::PeerIdTaken);
+    assert_eq!(rej.error.http_status(), 409);
+    r.http_join("room", &json!({"peer_id": "h", "username": "H"}), T0)
+        .0
+        .expect("ok");
+    let (res, _) = r.http_join("room", &json!({"peer_id": "i", "username": "I"}), T0);
+    assert_eq!(res.expect_err("full").error.code(), ErrorCode::RoomFull);
+    // The HTTP peer already there renews even in a full room.
+    r.http_join("room", &json!({"peer_id": "h", "username": "H"}), T0)
+        .0
+        .expect("renew");
+    // A socket cannot take an HTTP peer's id.
+    join(&mut r, 3, "x", "y", "Y");
+    assert_eq!(
+        error_code(&join(&mut r, 3, "room", "h", "H")),
+        ErrorCode::RoomFull
+    );
+}
+
+#[test]
+fn http_leave_removes_only_http_peers() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "A");
+    assert_eq!(
+        r.http_leave("room", "a").expect_err("socket").code(),
+        ErrorCode::PeerNotFound
+    );
+    r.http_join("room", &json!({"peer_id": "h", "username": "H"}), T0)
+        .0
+        .expect("ok");
+    let d = r.http_leave("room", "h").expect("removed");
+    assert_eq!(d[0].to, vec![1]);
+    assert_eq!(r.next_expiry(), None);
+    assert!(r.http_leave("room", "h").is_err());
+}
+
+#[test]
+fn an_http_peer_alone_keeps_a_room_alive_until_it_expires() {
+    let mut r = reg(10);
+    r.http_join("solo", &json!({"peer_id": "h", "username": "H"}), T0)
+        .0
+        .expect("ok");
+    assert_eq!(r.room_count(), 1);
+    r.expire(T0.plus_ms(1_000));
+    assert_eq!(r.room_count(), 0);
+    assert_eq!(
+        r.room("solo").expect_err("gone").code(),
+        ErrorCode::RoomNotFound
+    );
+}
+
+// ---- Invariants over random command sequences ----
+
+#[derive(Debug, Clone)]
+enum Op {
+    Join {
+        conn: u32,
+        room: u8,
+        peer: u8,
+        user: u8,
+        delta: bool,
+    },
+    Leave(u32),
+    Disconnect(u32),
+    Signal {
+        conn: u32,
+        to: u8,
+    },
+    GetPeers(u32),
+    HttpJoin {
+        room: u8,
+        peer: u8,
+        user: u8,
+    },
+    HttpLeave {
+        room: u8,
+        peer: u8,
+    },
+    Advance(u16),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let conn = 0u32..6;
+    prop_oneof![
+        4 => (conn.clone(), 0u8..3, 0u8..5, 0u8..2, any::<bool>())
+            .prop_map(|(conn, room, peer, user, delta)| Op::Join { conn, room, peer, user, delta }),
+        1 => conn.clone().prop_map(Op::Leave),
+        1 => conn.clone().prop_map(Op::Disconnect),
+        1 => (conn.clone(), 0u8..5).prop_map(|(conn, to)| Op::Signal { conn, to }),
+        1 => conn.prop_map(Op::GetPeers),
+        1 => (0u8..3, 0u8..5, 0u8..2).prop_map(|(room, peer, user)| Op::HttpJoin { room, peer, user }),
+        1 => (0u8..3, 0u8..5).prop_map(|(room, peer)| Op::HttpLeave { room, peer }),
+        1 => (0u16..1500).prop_map(Op::Advance),
+    ]
+}
+
+/// What one connection believes about its room, built only from what it was sent.
+#[derive(Debug, Clone, Default)]
+struct View {
+    room: Option<String>,
+    version: u64,
+    /// The joiner's first list may repeat its join's version once.
+    fresh: bool,
+    peers: Vec<Peer>,
+}
+
+impl View {
+    fn apply(&mut self, conn: u32, ev: &Event) {
+        let (room, version) = match &ev.payload {
+            Payload::PeerList(l) => (&l.room_name, l.version),
+            Payload::PeerJoined(j) => (&j.room_name, j.version),
+            Payload::PeerLeft(l) => (&l.room_name, l.version),
+            _ => return,
+        };
+        assert_eq!(
+            self.room.as_ref(),
+            Some(room),
+            "conn {conn} told of a room it is not in"
+        );
+        let repeat = self.fresh && version == self.version;
+        assert!(
+            repeat || version == self.version + 1,
+            "conn {conn}: version {version} after {}",
+            self.version
+        );
+        self.fresh = false;
+        self.version = version;
+        match &ev.payload {
+            Payload::PeerList(l) => self.peers = l.peers.clone(),
+            Payload::PeerJoined(j) => {
+                match self.peers.iter_mut().find(|p| p.peer_id == j.peer.peer_id) {
+                    Some(p) => *p = j.peer.clone(),
+                    None => self.peers.push(j.peer.clone()),
+                }
+            }
+            Payload::PeerLeft(l) => self.peers.retain(|p| p.peer_id != l.peer_id),
+            _ => {}
+        }
+    }
+}
+
+fn check_invariants(r: &Reg, views: &HashMap<u32, View>) {
+    let max = r.config().max_peers;
+    let mut seen_conns = HashMap::new();
+    for (name, room) in &r.rooms {
+        assert!(!room.members.is_empty(), "empty room {name} listed");
+        assert!(room.members.len() <= max, "room {name} over capacity");
+        let mut ids: Vec<_> = room.members.iter().map(|m| &m.peer.peer_id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            room.members.len(),
+            "duplicate peer ids in {name}"
+        );
+        for m in &room.members {
+            if let Holder::Socket { conn, .. } = &m.holder {
+                assert!(
+                    seen_conns.insert(*conn, name.clone()).is_none(),
+                    "conn {conn} in two rooms"
+                );
+                let s = &r.sessions[conn];
+                assert_eq!((&s.room_name, &s.peer_id), (name, &m.peer.peer_id));
+                let view = &views[conn];
+                assert_eq!(view.room.as_ref(), Some(name));
+                assert_eq!(view.version, room.version, "conn {conn} missed a change");
+                assert_eq!(view.peers, room.peers(), "conn {conn} sees another list");
+            }
+        }
+    }
+    assert_eq!(
+        seen_conns.len(),
+        r.sessions.len(),
+        "a session without an entry"
+    );
+    let listed: usize = r.rooms().values().map(|i| i.peer_count).sum();
+    assert_eq!(listed, r.peer_count());
+}
+
+fn deliver(views: &mut HashMap<u32, View>, o: &Outcome<u32>, conn: u32) {
+    if let Some(reply) = &o.reply {
+        if let Payload::JoinSuccess(j) = &reply.event.payload {
+            let v = views.entry(conn).or_default();
+            *v = View {
+                room: Some(j.room_name.clone()),
+                version: j.version,
+                fresh: true,
+                peers: j.peers.clone(),
+            };
+        } else if let Payload::LeaveSuccess(_) = &reply.event.payload {
+            views.insert(conn, View::default());
+        }
+    }
+    deliver_all(views, &o.deliveries);
+}
+
+fn deliver_all(views: &mut HashMap<u32, View>, deliveries: &[Delivery<u32>]) {
+    for d in deliveries {
+        let mut to = d.to.clone();
+        to.sort();
+        to.dedup();
+        assert_eq!(to.len(), d.to.len(), "a delivery names a connection twice");
+        for c in &d.to {
+            views.entry(*c).or_default().apply(*c, &d.event);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_over_random_sequences(ops in prop::collection::vec(op(), 1..80)) {
+        let mut r = Registry::new(Config { max_peers: 3, max_signal_bytes: 64, http_peer_ttl_ms: 1_000, ice_servers: vec![] });
+        let mut views: HashMap<u32, View> = HashMap::new();
+        let mut now = T0;
+        for op in ops {
+            match op {
+                Op::Join { conn, room, peer, user, delta } => {
+                    let mode = if delta { "delta" } else { "full" };
+                    let before = r.membership(&conn).map(|(a, b)| (a.to_owned(), b.to_owned()));
+                    let o = join_mode(&mut r, conn, &format!("r{room}"), &format!("p{peer}"), &format!("u{user}"), mode);
+                    if o.reply.as_ref().and_then(Reply::error_body).is_some() {
+                        prop_assert!(o.deliveries.is_empty());
+                        let after = r.membership(&conn).map(|(a, b)| (a.to_owned(), b.to_owned()));
+                        prop_assert_eq!(before, after);
+                    }
+                    deliver(&mut views, &o, conn);
+                }
+                Op::Leave(conn) => {
+                    let o = r.leave(&conn);
+                    deliver(&mut views, &o, conn);
+                }
+                Op::Disconnect(conn) => {
+                    let d = r.disconnect(&conn);
+                    views.insert(conn, View::default());
+                    deliver_all(&mut views, &d);
+                }
+                Op::Signal { conn, to } => {
+                    let o = signal(&mut r, conn, json!({"to": format!("p{to}"), "data": "x"}));
+                    for d in &o.deliveries {
+                        prop_assert_eq!(d.to.len(), 1);
+                        let target = d.to[0];
+                        prop_assert_eq!(r.membership(&target).map(|m| m.0), r.membership(&conn).map(|m| m.0));
+                    }
+                }
+                Op::GetPeers(conn) => {
+                    let o = r.get_peers(&conn);
+                    if let Payload::PeerList(l) = &o.reply.expect("reply").event.payload {
+                        prop_assert_eq!(&l.peers, &r.room(&l.room_name).expect("exists").peers);
+                    }
+                }
+                Op::HttpJoin { room, peer, user } => {
+                    let (_, d) = r.http_join(&format!("r{room}"), &json!({"peer_id": format!("p{peer}"), "username": format!("u{user}")}), now);
+                    deliver_all(&mut views, &d);
+                }
+                Op::HttpLeave { room, peer } => {
+                    if let Ok(d) = r.http_leave(&format!("r{room}"), &format!("p{peer}")) {
+                        deliver_all(&mut views, &d);
+                    }
+                }
+                Op::Advance(ms) => {
+                    now = now.plus_ms(u64::from(ms));
+                    let d = r.expire(now);
+                    deliver_all(&mut views, &d);
+                    prop_assert!(r.next_expiry().is_none_or(|at| at > now));
+                }
+            }
+            check_invariants(&r, &views);
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Command-line and environment configuration (`signalroom --help`).
+//!
+//! Every flag is also an environment variable `SIGNALROOM_<FLAG>`; the port
+//! additionally honours `PORT`, as hosting platforms set it.
+
+use std::time::Duration;
+
+use clap::Parser;
+use signalroom_core::protocol::IceServer;
+
+/// signalroom: a WebRTC rendezvous server. Peers meet in rooms over Socket.IO
+/// and exchange offers, answers and ICE candidates through it.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "signalroom", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "SIGNALROOM_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free one); `PORT` is read too [default: 3001].
+    #[arg(long, env = "SIGNALROOM_PORT")]
+    pub port: Option<u16>,
+
+    /// Peers per room, sockets and HTTP peers together.
+    #[arg(long, env = "SIGNALROOM_MAX_PEERS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_peers: u32,
+
+    /// Lease of a peer joined over REST, in seconds (renewed by posting the join again).
+    #[arg(long, env = "SIGNALROOM_HTTP_PEER_TTL", default_value_t = 60.0, value_parser = positive_seconds)]
+    pub http_peer_ttl: f64,
+
+    /// Largest Socket.IO message in bytes; a bigger one closes that connection.
+    #[arg(long, env = "SIGNALROOM_MAX_MESSAGE_BYTES", default_value_t = 131_072)]
+    pub max_message_bytes: usize,
+
+    /// Largest `signal` data in bytes, serialized as compact JSON (bigger: `payload_too_large`).
+    #[arg(long, env = "SIGNALROOM_MAX_SIGNAL_BYTES", default_value_t = 65_536)]
+    pub max_signal_bytes: usize,
+
+    /// Largest REST request body in bytes (bigger: 413).
+    #[arg(long, env = "SIGNALROOM_MAX_BODY_BYTES", default_value_t = 65_536)]
+    pub max_body_bytes: usize,
+
+    /// Packets queued for one connection before it counts as too slow and is disconnected.
+    #[arg(long, env = "SIGNALROOM_MAX_QUEUED_PACKETS", default_value_t = 4096)]
+    pub max_queued_packets: usize,
+
+    /// Allowed CORS origin (repeat for several); none given: any origin.
+    #[arg(
+        long = "cors-origin",
+        env = "SIGNALROOM_CORS_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Directory served at `/` (the demo page).
+    #[arg(long, env = "SIGNALROOM_WWW_DIR", default_value = "www")]
+    pub www_dir: String,
+
+    /// ICE servers handed to joiners, as a JSON list of RTCIceServer objects,
+    /// e.g. '[{"urls":"stun:stun.example.org:3478"}]'.
+    #[arg(long, env = "SIGNALROOM_ICE_SERVERS", default_value = "[]", value_parser = ice_servers)]
+    pub ice_servers: IceServers,
+
+    /// Engine.IO ping interval in seconds.
+    #[arg(long, env = "SIGNALROOM_PING_INTERVAL", default_value_t = 25.0, value_parser = positive_seconds)]
+    pub ping_interval: f64,
+
+    /// Engine.IO ping timeout in seconds.
+    #[arg(long, env = "SIGNALROOM_PING_TIMEOUT", default_value_t = 20.0, value_parser = positive_seconds)]
+    pub ping_timeout: f64,
+}
+
+/// A parsed `--ice-servers` list (a newtype so clap treats it as one value).
+#[derive(Debug, Clone, Default)]
+pub struct IceServers(pub Vec<IceServer>);
+
+fn ice_servers(text: &str) -> Result<IceServers, String> {
+    serde_json::from_str(text)
+        .map(IceServers)
+        .map_err(|e| format!("expected a JSON list of {{urls, username?, credential?}}: {e}"))
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        _ => Err(format!(
+            "expected a positive number of seconds, got {text:?}"
+        )),
+    }
+}
+
+impl Config {
+    /// The port to bind: the flag, else `PORT`, else 3001.
+    pub fn port(&self) -> u16 {
+        self.port
+            .or_else(|| std::env::var("PORT").ok().and_then(|p| p.parse().ok()))
+            .unwrap_or(3001)
+    }
+
+    /// The lease as whole milliseconds.
+    pub fn http_peer_ttl_ms(&self) -> u64 {
+        (self.http_peer_ttl * 1000.0).round().max(1.0) as u64
+    }
+
+    /// The registry settings these flags ask for.
+    pub fn registry(&self) -> signalroom_core::Config {
+        signalroom_core::Config {
+            max_peers: self.max_peers as usize,
+            max_signal_bytes: self.max_signal_bytes,
+            http_peer_ttl_ms: self.http_peer_ttl_ms(),
+            ice_servers: self.ice_servers.0.clone(),
+        }
+    }
+
+    /// Seconds as a `Duration`.
+    pub fn seconds(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_protocol() {
+        let c = Config::parse_from(["signalroom"]);
+        assert_eq!(c.max_peers, 100);
+        assert_eq!(c.http_peer_ttl_ms(), 60_000);
+        assert_eq!(c.max_message_bytes, 131_072);
+        assert_eq!(c.max_signal_bytes, 65_536);
+        assert_eq!(c.max_body_bytes, 65_536);
+        assert!(c.ice_servers.0.is_empty());
+        assert!(c.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn ice_servers_are_parsed_and_bad_ones_refused() {
+        let c = Config::parse_from([
+            "signalroom",
+            "--ice-servers",
+            r#"[{"urls":"stun:s:3478"},{"urls":["turn:t"],"username":"u","credential":"c"}]"#,
+        ]);
+        assert_eq!(c.ice_servers.0.len(), 2);
+        assert!(Config::try_parse_from(["signalroom", "--ice-servers", "{}"]).is_err());
+        assert!(Config::try_parse_from(["signalroom", "--http-peer-ttl", "-1"]).is_err());
+        assert!(Config::try_parse_from(["signalroom", "--max-peers", "0"]).is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! The REST API: the whole route table, short handlers, one error type.
+//!
+//! A POST body is checked in the protocol's order: 415 for a content type
+//! other than JSON, then 413 for a body over the limit, then 400 for what is
+//! in it. The limit is enforced here rather than by a tower layer so that the
+//! order holds and the 413 carries the protocol's JSON body.
+
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use signalroom_core::Error;
+
+use crate::hub::{Hub, drop_slow, now};
+use crate::metrics;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct Api {
+    /// Rooms and sockets.
+    pub hub: Arc<Hub>,
+    /// The REST body limit in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// The REST routes (the demo page and Socket.IO are layered on by the caller).
+pub fn routes(api: Api) -> Router {
+    Router::new()
+        .route("/api/webrtc/rooms", get(list_rooms))
+        .route("/api/webrtc/rooms/{room_name}", get(get_room))
+        .route("/api/webrtc/rooms/{room_name}/join", post(join_room))
+        .route(
+            "/api/webrtc/rooms/{room_name}/peers/{peer_id}",
+            delete(remove_peer),
+        )
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(render_metrics))
+        .with_state(api)
+}
+
+/// A protocol error as an HTTP answer: its status and `{error, code}`.
+pub struct ApiError(pub Error);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        metrics::error(self.0.code());
+        let status = StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        (status, Json(self.0.body(None))).into_response()
+    }
+}
+
+async fn list_rooms(State(api): State<Api>) -> Response {
+    let rooms = api.hub.lock().registry.rooms();
+    Json(rooms).into_response()
+}
+
+async fn get_room(
+    State(api): State<Api>,
+    Path(room_name): Path<String>,
+) -> Result<Response, ApiError> {
+    let room = api.hub.lock().registry.room(&room_name).map_err(ApiError)?;
+    Ok(Json(room).into_response())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn join_room(
+    State(api): State<Api>,
+    Path(room_name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !is_json(&headers) {
+        return Err(ApiError(Error::UnsupportedMediaType));
+    }
+    let too_large = ApiError(Error::BodyTooLarge {
+        max: api.max_body_bytes,
+    });
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > api.max_body_bytes) {
+        return Err(too_large);
+    }
+    let bytes = to_bytes(body, api.max_body_bytes)
+        .await
+        .map_err(|_| too_large)?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError(Error::InvalidJson {
+            detail: e.to_string(),
+        })
+    })?;
+    let (result, slow) = {
+        let mut inner = api.hub.lock();
+        let (result, deliveries) = inner.registry.http_join(&room_name, &value, now());
+        (result, inner.deliver(&deliveries))
+    };
+    drop_slow(slow);
+    api.hub.leases_changed.notify_one();
+    match result {
+        Ok(joined) => {
+            metrics::joined();
+            Ok(Json(joined).into_response())
+        }
+        Err(rejection) => Err(ApiError(rejection.error)),
+    }
+}
+
+async fn remove_peer(
+    State(api): State<Api>,
+    Path((room_name, peer_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let slow = {
+        let mut inner = api.hub.lock();
+        let deliveries = inner
+            .registry
+            .http_leave(&room_name, &peer_id)
+            .map_err(ApiError)?;
+        inner.deliver(&deliveries)
+    };
+    metrics::left();
+    drop_slow(slow);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn render_metrics(State(api): State<Api>) -> Response {
+    let (connections, rooms, peers) = {
+        let inner = api.hub.lock();
+        (
+            inner.socket_count(),
+            inner.registry.room_count(),
+            inner.registry.peer_count(),
+        )
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(connections, rooms, peers),
+    )
+        .into_response()
+}

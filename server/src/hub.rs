@@ -1,0 +1,141 @@
+//! The one shared state: the core registry plus the live sockets, behind one lock.
+//!
+//! Why one `std::sync::Mutex` and emitting while holding it: the protocol
+//! promises every member a room's changes in version order. Each command runs
+//! the registry and queues its events on the recipients' sockets under the
+//! same lock, so the queue order is the version order. Queuing never blocks
+//! (socketioxide's `emit` only pushes to a bounded channel) and nothing here
+//! awaits, so the lock is held for microseconds.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::value::{RawValue, to_raw_value};
+use signalroom_core::protocol::Payload;
+use signalroom_core::{Delivery, Registry, Reply, Timestamp};
+use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::socket::Sid;
+use tokio::sync::Notify;
+
+use crate::metrics;
+
+/// The registry and the sockets it addresses.
+pub struct Inner {
+    /// Rooms and memberships.
+    pub registry: Registry<Sid>,
+    sockets: HashMap<Sid, SocketRef>,
+}
+
+/// Shared server state, cloned into every handler as an `Arc`.
+pub struct Hub {
+    inner: Mutex<Inner>,
+    /// Woken whenever a lease may have moved earlier, so the expiry timer re-arms.
+    pub leases_changed: Notify,
+}
+
+/// The current wall-clock time for the registry.
+pub fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+impl Hub {
+    /// A hub around an empty registry.
+    pub fn new(config: signalroom_core::Config) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                registry: Registry::new(config),
+                sockets: HashMap::new(),
+            }),
+            leases_changed: Notify::new(),
+        }
+    }
+
+    /// Takes the lock. A poisoned lock (a panic elsewhere) still guards
+    /// consistent data: the registry's commands are all-or-nothing.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    /// Registers a connected socket so deliveries can reach it.
+    pub fn add_socket(&mut self, socket: SocketRef) {
+        self.sockets.insert(socket.id, socket);
+    }
+
+    /// Forgets a socket (after the registry dropped it).
+    pub fn remove_socket(&mut self, sid: &Sid) {
+        self.sockets.remove(sid);
+    }
+
+    /// How many sockets are connected.
+    pub fn socket_count(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// Emits `reply` to `socket` (if it is emitted) and acks with it.
+    pub fn answer(&self, socket: &SocketRef, ack: AckSender, reply: &Reply) -> Vec<SocketRef> {
+        let mut slow = Vec::new();
+        if let Some(body) = reply.error_body() {
+            metrics::error(body.code);
+        }
+        let Some(raw) = encode(&reply.event.payload) else {
+            return slow;
+        };
+        if reply.emit && socket.emit(reply.event.name.as_str(), &raw).is_err() {
+            slow.push(socket.clone());
+        }
+        if ack.send(&raw).is_err() && !slow.iter().any(|s| s.id == socket.id) {
+            slow.push(socket.clone());
+        }
+        slow
+    }
+
+    /// Emits every delivery, in order. Returns the sockets whose queues were
+    /// full: the caller disconnects them once the lock is released (a client
+    /// that cannot keep up would otherwise silently miss changes).
+    pub fn deliver(&self, deliveries: &[Delivery<Sid>]) -> Vec<SocketRef> {
+        let mut slow = Vec::new();
+        for d in deliveries {
+            let Some(raw) = encode(&d.event.payload) else {
+                continue;
+            };
+            if matches!(d.event.payload, Payload::Signal(_)) {
+                metrics::signal_relayed();
+            }
+            for sid in &d.to {
+                let Some(socket) = self.sockets.get(sid) else {
+                    continue;
+                };
+                if let Err(e) = socket.emit(d.event.name.as_str(), &raw) {
+                    tracing::warn!(%sid, error = %e, "dropping a connection that cannot keep up");
+                    slow.push(socket.clone());
+                }
+            }
+        }
+        slow
+    }
+}
+
+/// Serializes a payload once, to be copied verbatim into every packet.
+fn encode(payload: &Payload) -> Option<Box<RawValue>> {
+    match to_raw_value(payload) {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize a payload");
+            None
+        }
+    }
+}
+
+/// Disconnects sockets that fell behind; call without holding the lock.
+pub fn drop_slow(slow: Vec<SocketRef>) {
+    for socket in slow {
+        socket.disconnect().ok();
+    }
+}

@@ -1,0 +1,118 @@
+//! # signalroom-server
+//!
+//! A thin adapter from sockets and HTTP to `signalroom-core`: Socket.IO
+//! (socketioxide) for peers, a REST API for services, the demo page at `/`.
+//! Every rule lives in the core's registry; this crate moves bytes, keeps the
+//! clock and the lease timer, and serves files.
+
+pub mod config;
+mod http;
+mod hub;
+mod metrics;
+mod socket;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Result;
+use axum::Router;
+use axum::http::HeaderValue;
+use socketioxide::SocketIo;
+use socketioxide::handler::ConnectHandler;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::services::ServeDir;
+
+pub use config::Config;
+use hub::{Hub, drop_slow, now};
+
+/// Builds the whole application: REST routes, Socket.IO, the demo page, CORS.
+/// Returns the router and the Socket.IO handle (for shutdown).
+pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
+    metrics::install();
+    let hub = Arc::new(Hub::new(config.registry()));
+    let (io_layer, io) = SocketIo::builder()
+        .ping_interval(Config::seconds(config.ping_interval))
+        .ping_timeout(Config::seconds(config.ping_timeout))
+        .max_payload(config.max_message_bytes as u64)
+        .ws_max_message_size(config.max_message_bytes)
+        .ws_max_frame_size(config.max_message_bytes)
+        .max_buffer_size(config.max_queued_packets)
+        .with_state(hub.clone())
+        .build_layer();
+    io.ns("/", socket::on_connect.with(socket::register));
+
+    let api = http::Api {
+        hub: hub.clone(),
+        max_body_bytes: config.max_body_bytes,
+    };
+    let cors = if config.cors_origins.is_empty() {
+        CorsLayer::new()
+            .allow_origin(Any)
+            .allow_methods(Any)
+            .allow_headers(Any)
+    } else {
+        let origins: Vec<HeaderValue> = config
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods(Any)
+            .allow_headers(Any)
+    };
+    let router = http::routes(api)
+        .fallback_service(ServeDir::new(&config.www_dir))
+        .layer(io_layer)
+        .layer(cors);
+    (router, io, hub)
+}
+
+/// Removes expired HTTP peers at the moment their leases run out.
+async fn expire_leases(hub: Arc<Hub>) {
+    loop {
+        let next = hub.lock().registry.next_expiry();
+        let wait = match next {
+            Some(at) => {
+                let ms = at.0.saturating_sub(now().0);
+                tokio::time::sleep(std::time::Duration::from_millis(ms))
+            }
+            None => tokio::time::sleep(std::time::Duration::from_secs(3600)),
+        };
+        tokio::select! {
+            () = wait => {
+                let slow = {
+                    let mut inner = hub.lock();
+                    let deliveries = inner.registry.expire(now());
+                    inner.deliver(&deliveries)
+                };
+                drop_slow(slow);
+            }
+            () = hub.leases_changed.notified() => {}
+        }
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then disconnects every
+/// client cleanly and returns.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let (router, io, hub) = app(&config);
+    let timer = tokio::spawn(expire_leases(hub));
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, www = %config.www_dir, "signalroom listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: disconnecting clients");
+            io.close().await;
+        })
+        .await?;
+    timer.abort();
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! Prometheus metrics: counters bumped where things happen, gauges read from
+//! the hub when `/metrics` is scraped (so they can never drift).
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use signalroom_core::ErrorCode;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once; later calls reuse it.
+pub fn install() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+        }
+        for code in ErrorCode::ALL {
+            counter!("signalroom_errors_total", "code" => code.as_str()).absolute(0);
+        }
+        counter!("signalroom_joins_total").absolute(0);
+        counter!("signalroom_leaves_total").absolute(0);
+        counter!("signalroom_signals_relayed_total").absolute(0);
+        handle
+    })
+}
+
+/// A successful join (socket or REST).
+pub fn joined() {
+    counter!("signalroom_joins_total").increment(1);
+}
+
+/// A peer left its room (leave, disconnect, DELETE, expiry).
+pub fn left() {
+    counter!("signalroom_leaves_total").increment(1);
+}
+
+/// An error answered to a client.
+pub fn error(code: ErrorCode) {
+    counter!("signalroom_errors_total", "code" => code.as_str()).increment(1);
+}
+
+/// A `signal` relayed to its target.
+pub fn signal_relayed() {
+    counter!("signalroom_signals_relayed_total").increment(1);
+}
+
+/// The Prometheus text, with the gauges set to the hub's current counts.
+pub fn render(connections: usize, rooms: usize, peers: usize) -> String {
+    gauge!("signalroom_connections").set(connections as f64);
+    gauge!("signalroom_rooms").set(rooms as f64);
+    gauge!("signalroom_peers").set(peers as f64);
+    install().render()
+}

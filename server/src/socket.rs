@@ -1,0 +1,130 @@
+//! The Socket.IO adapter: bytes in, registry commands, events out.
+//!
+//! socketioxide spawns every async handler as its own task, so two events of
+//! one connection could run out of order. Its extractors, though, run inline
+//! in the connection's receive path, in arrival order. So the whole work of an
+//! event happens in the [`Handled`] extractor, and the handler body is empty:
+//! per-connection order holds by construction, with no task per event.
+//!
+//! Handlers are registered in a connect *middleware*, which socketioxide
+//! awaits before it confirms the connection, so no event can arrive before
+//! its handler exists.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use signalroom_core::ClientEvent;
+use signalroom_core::protocol::Payload;
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::extract::{AckSender, SocketRef, State};
+use socketioxide::handler::{FromDisconnectParts, FromMessage, FromMessageParts, Value};
+use socketioxide::socket::{DisconnectReason, Socket};
+
+use crate::hub::{Hub, drop_slow, now};
+use crate::metrics;
+
+/// Registers the event handlers of a new connection.
+pub async fn register(socket: SocketRef, State(hub): State<Arc<Hub>>) -> Result<(), Infallible> {
+    socket.on_fallback(async |_: Handled| {});
+    socket.on_disconnect(async |_: Departed| {});
+    hub.lock().add_socket(socket);
+    Ok(())
+}
+
+/// The connect handler proper: everything happened in [`register`].
+pub async fn on_connect() {}
+
+/// An event, already handled by the time the (empty) handler runs.
+pub struct Handled;
+
+impl FromMessage<LocalAdapter> for Handled {
+    type Error = Infallible;
+
+    fn from_message(
+        s: Arc<Socket<LocalAdapter>>,
+        mut v: Value,
+        ack_id: Option<i64>,
+    ) -> Result<Self, Infallible> {
+        let Ok(State(hub)) = State::<Arc<Hub>>::from_message_parts(&s, &mut v, &ack_id) else {
+            tracing::error!("hub state missing");
+            return Ok(Handled);
+        };
+        let ack = match AckSender::from_message_parts(&s, &mut v, &ack_id) {
+            Ok(ack) => ack,
+            Err(never) => match never {},
+        };
+        let Value::Str(text, bins) = &v else {
+            return Ok(Handled);
+        };
+        let binary = bins.as_ref().is_some_and(|b: &VecDeque<_>| !b.is_empty());
+        let Ok(args) = serde_json::from_str::<Vec<&RawValue>>(text.as_str()) else {
+            return Ok(Handled);
+        };
+        let Some(event) = args
+            .first()
+            .and_then(|name| serde_json::from_str::<&str>(name.get()).ok())
+            .and_then(ClientEvent::from_name)
+        else {
+            // Unknown events are ignored, as the protocol says.
+            return Ok(Handled);
+        };
+        let socket = SocketRef::from(s.clone());
+        let slow = {
+            let mut inner = hub.lock();
+            let outcome =
+                inner
+                    .registry
+                    .handle(&socket.id, event, args.get(1).copied(), binary, now());
+            if let Some(reply) = &outcome.reply {
+                count(event, reply);
+            }
+            let mut slow = match &outcome.reply {
+                Some(reply) => inner.answer(&socket, ack, reply),
+                None => Vec::new(),
+            };
+            slow.extend(inner.deliver(&outcome.deliveries));
+            slow
+        };
+        drop_slow(slow);
+        Ok(Handled)
+    }
+}
+
+fn count(event: ClientEvent, reply: &signalroom_core::Reply) {
+    match (&reply.event.payload, event) {
+        (Payload::JoinSuccess(_), _) => metrics::joined(),
+        (Payload::LeaveSuccess(_), _) => metrics::left(),
+        _ => {}
+    }
+}
+
+/// A closed connection, already removed from its room.
+pub struct Departed;
+
+impl FromDisconnectParts<LocalAdapter> for Departed {
+    type Error = Infallible;
+
+    fn from_disconnect_parts(
+        s: &Arc<Socket<LocalAdapter>>,
+        _: DisconnectReason,
+    ) -> Result<Self, Infallible> {
+        let Ok(State(hub)) =
+            State::<Arc<Hub>>::from_disconnect_parts(s, DisconnectReason::TransportClose)
+        else {
+            return Ok(Departed);
+        };
+        let slow = {
+            let mut inner = hub.lock();
+            if inner.registry.membership(&s.id).is_some() {
+                metrics::left();
+            }
+            let deliveries = inner.registry.disconnect(&s.id);
+            inner.remove_socket(&s.id);
+            inner.deliver(&deliveries)
+        };
+        drop_slow(slow);
+        Ok(Departed)
+    }
+}

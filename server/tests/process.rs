@@ -1,0 +1,134 @@
+//! The `signalroom` process as an operator runs it: start-up line, `--help`,
+//! bad flags, and a graceful shutdown that disconnects clients and exits 0.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+fn start(args: &[&str]) -> (Child, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signalroom"))
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("a start-up line");
+    let port = line
+        .trim()
+        .strip_prefix("signalroom listening on http://127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected start-up line {line:?}"));
+    (child, port)
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[test]
+fn help_lists_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_signalroom"))
+        .arg("--help")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--host",
+        "--port",
+        "--max-peers",
+        "--http-peer-ttl",
+        "--max-message-bytes",
+        "--max-signal-bytes",
+        "--max-body-bytes",
+        "--cors-origin",
+        "--www-dir",
+        "--ice-servers",
+        "--ping-interval",
+        "--ping-timeout",
+        "SIGNALROOM_MAX_PEERS",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn a_bad_flag_is_refused_with_a_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_signalroom"))
+        .args(["--ice-servers", "not json"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ice-servers"));
+}
+
+#[test]
+fn port_env_is_honoured() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signalroom"))
+        .args(["--host", "127.0.0.1"])
+        .env("PORT", "0")
+        .env_remove("SIGNALROOM_PORT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    // PORT=0 means a random port, not the default 3001.
+    assert!(line.starts_with("signalroom listening on http://127.0.0.1:"));
+    assert!(!line.trim().ends_with(":3001"), "{line}");
+    child.kill().ok();
+    child.wait().ok();
+}
+
+#[tokio::test]
+async fn sigterm_disconnects_clients_and_exits_zero() {
+    let (mut child, port) = start(&[]);
+    let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket connects");
+    let open = ws.next().await.expect("open packet").expect("ok");
+    assert!(open.to_text().expect("text").starts_with('0'));
+    ws.send(Message::text("40")).await.expect("connect sent");
+    // Engine.IO pings (`2`) may come first at any time.
+    let connected = loop {
+        let msg = ws.next().await.expect("connect reply").expect("ok");
+        if msg.to_text().is_ok_and(|t| t != "2") {
+            break msg;
+        }
+    };
+    assert!(connected.to_text().expect("text").starts_with("40{\"sid\""));
+
+    terminate(&child);
+    // The server closes the transport with a WebSocket close frame (not a
+    // reset), and not with a namespace disconnect: clients reconnect to the
+    // restarted server on their own.
+    let mut closed_cleanly = false;
+    while let Ok(next) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        let Some(Ok(msg)) = next else { break };
+        if msg.is_close() {
+            closed_cleanly = true;
+            break;
+        }
+    }
+    assert!(closed_cleanly, "no close frame before the connection ended");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("joined")
+        .expect("waits");
+    assert!(status.success(), "exit status {status}");
+}
