@@ -5,7 +5,7 @@
 //! process per scenario, one JSON line each), then stops it. Runs alternate between the
 //! servers so that a noisy moment of this shared machine hits both alike.
 
-use crate::setup::{has, root, run as sh};
+use crate::setup::{root, run as sh};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde_json::{Map, Value, json};
@@ -293,6 +293,16 @@ fn listening_port(line: &str) -> Option<u16> {
     let i = line.find("http://127.0.0.1:")? + "http://127.0.0.1:".len();
     let digits: String = line[i..].chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
+}
+
+/// Whether `program` is on PATH.
+fn has(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn sh_raised(program: &Path, args: &[String]) -> Command {
@@ -761,43 +771,35 @@ fn run_all(
     fs::create_dir_all(&logs)?;
     let bench = bin.join("signalroom-bench");
     let mut results: Results = BTreeMap::new();
+    // A fresh server for every scenario: each one's memory and CPU figures are its own,
+    // and no scenario inherits another's rooms, queues or heap.
     for run in 1..=args.runs.max(1) {
-        for &server in servers {
-            let log = logs.join(format!("{}-run{run}.log", server.name()));
-            let started = match (server, node_dir) {
-                (Server::Signalroom, _) => {
-                    start_signalroom(&bin.join("signalroom"), &args.server_arg, &log)
-                }
-                (Server::Node, Some(dir)) => start_node(dir, &log),
-                (Server::Node, None) => continue,
-            };
-            let running = match started {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("bench: {} run {run}: {e:#}", server.name());
-                    for case in &cases {
-                        results
-                            .entry(server)
-                            .or_default()
-                            .entry(case.id)
-                            .or_default()
-                            .push(json!({"case": case.id, "error": format!("server did not start: {e:#}")}));
-                    }
-                    continue;
-                }
-            };
-            eprintln!(
-                "bench: {} run {run}/{} on port {}",
-                server.name(),
-                args.runs,
-                running.port
-            );
-            for case in &cases {
+        eprintln!("bench: run {run}/{}", args.runs.max(1));
+        for case in &cases {
+            for &server in servers {
                 if server == Server::Node && !case.node {
                     continue;
                 }
-                let v = generate(&bench, server, &running, case);
-                eprintln!("  {:<16} {}", case.id, summary_line(&v));
+                let log = logs.join(format!("{}-{}-run{run}.log", server.name(), case.id));
+                let started = match (server, node_dir) {
+                    (Server::Signalroom, _) => {
+                        start_signalroom(&bin.join("signalroom"), &args.server_arg, &log)
+                    }
+                    (Server::Node, Some(dir)) => start_node(dir, &log),
+                    (Server::Node, None) => continue,
+                };
+                let v = match started {
+                    Ok(running) => generate(&bench, server, &running, case),
+                    Err(e) => {
+                        json!({"case": case.id, "error": format!("server did not start: {e:#}")})
+                    }
+                };
+                eprintln!(
+                    "  {:<16} {:<10} {}",
+                    case.id,
+                    server.name(),
+                    summary_line(&v)
+                );
                 results
                     .entry(server)
                     .or_default()
@@ -805,7 +807,6 @@ fn run_all(
                     .or_default()
                     .push(v);
             }
-            drop(running);
         }
     }
     Ok(results)
