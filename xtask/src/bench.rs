@@ -540,10 +540,10 @@ fn cell(m: Option<&Map<String, Value>>, field: &str) -> Value {
     if m.get("supported") == Some(&json!(false)) {
         return json!("unsupported");
     }
-    if let Some(e) = m.get("error") {
-        if !m.contains_key(field) {
-            return json!(format!("error: {}", e.as_str().unwrap_or("?")));
-        }
+    if let Some(e) = m.get("error")
+        && !m.contains_key(field)
+    {
+        return json!(format!("error: {}", e.as_str().unwrap_or("?")));
     }
     m.get(field).cloned().unwrap_or(Value::Null)
 }
@@ -557,9 +557,7 @@ fn fmt(v: &Value) -> String {
                 format!("{:.2}G", x / 1e9)
             } else if x.abs() >= 1e6 {
                 format!("{:.2}M", x / 1e6)
-            } else if x.fract() == 0.0 {
-                format!("{x:.0}")
-            } else if x.abs() >= 100.0 {
+            } else if x.fract() == 0.0 || x.abs() >= 100.0 {
                 format!("{x:.0}")
             } else {
                 format!("{x:.2}")
@@ -711,12 +709,19 @@ fn utc_now() -> String {
 }
 
 /// Builds the release binaries (`signalroom`, `signalroom-bench`).
-fn build(root: &Path, release: bool) -> Result<()> {
-    let mut args = vec!["build", "-p", "signalroom-server", "-p", "signalroom-bench"];
-    if release {
-        args.insert(1, "--release");
-    }
-    sh(root, "cargo", &args)
+fn build(root: &Path) -> Result<()> {
+    sh(
+        root,
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-p",
+            "signalroom-server",
+            "-p",
+            "signalroom-bench",
+        ],
+    )
 }
 
 /// `cargo xtask bench [ARGS]`.
@@ -732,7 +737,7 @@ pub fn main(raw: &[String]) -> Result<()> {
     }
     let root = root();
     if !args.no_build {
-        build(&root, true)?;
+        build(&root)?;
     }
     let bin = root.join("target/release");
     let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
@@ -914,10 +919,8 @@ fn check_sane(results: &Results) -> Result<()> {
                 if n("errors") != Some(0.0) {
                     bad("errors".into());
                 }
-                if let Some(conv) = v.get("converged") {
-                    if conv != &json!(true) {
-                        bad("not converged".into());
-                    }
+                if v.get("converged").is_some_and(|c| c != &json!(true)) {
+                    bad("not converged".into());
                 }
                 if v.get("joined").is_some() && v.get("joined") != v.get("connections") {
                     bad("not all joined".into());
@@ -967,13 +970,14 @@ fn check_sane(results: &Results) -> Result<()> {
     Ok(())
 }
 
-/// The test suite's smoke run: a debug build of signalroom and the generator, every scenario
-/// at a tiny size against signalroom alone; fails when the generator does not work or
-/// reports numbers that make no sense. No timing assertions.
+/// The test suite's smoke run: the release `signalroom` and generator (the test suite builds
+/// the release server anyway), every scenario at a tiny size against signalroom alone;
+/// fails when the generator does not work or reports numbers that make no sense (errors,
+/// no convergence, zero counts, missing versions or /proc figures). No timing assertions.
 pub fn smoke() -> Result<()> {
     let root = root();
-    build(&root, false)?;
-    let bin = root.join("target/debug");
+    build(&root)?;
+    let bin = root.join("target/release");
     let args = Args::try_parse_from(["bench", "--smoke", "--no-build", "--only", "signalroom"])
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .smoke_sizes();
