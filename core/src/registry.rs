@@ -24,7 +24,7 @@ use crate::protocol::{
 };
 use crate::time::Timestamp;
 use crate::validate::{
-    JoinRequest, Rejection, compact_json_len, parse_http_join, parse_join, parse_signal,
+    JoinRequest, Rejection, compact_json_len, parse_http_join, parse_join_text, parse_signal,
 };
 
 /// The registry's limits and settings.
@@ -315,9 +315,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                         room_name: None,
                     })
                 } else {
-                    let value =
-                        payload.and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());
-                    parse_join(value.as_ref())
+                    parse_join_text(payload)
                 };
                 match request {
                     Ok(request) => self.join(conn, request, now),

@@ -104,6 +104,32 @@ pub fn parse_join(payload: Option<&Value>) -> Result<JoinRequest, Rejection> {
     })
 }
 
+/// Checks a `join_room` payload given as the client's JSON text.
+///
+/// Valid JSON that serde cannot hold as a value (a number like `1e400`, a
+/// lone surrogate escape) still leaves an object an object: such a field is
+/// reported as the wrong type, in the table's order, not the whole payload.
+pub fn parse_join_text(payload: Option<&RawValue>) -> Result<JoinRequest, Rejection> {
+    let Some(raw) = payload else {
+        return parse_join(None);
+    };
+    if let Ok(value) = serde_json::from_str::<Value>(raw.get()) {
+        return parse_join(Some(&value));
+    }
+    let Ok(fields) = serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()) else {
+        return parse_join(None);
+    };
+    let object = fields
+        .into_iter()
+        .map(|(k, v)| {
+            // Not a string, whatever it was meant to be.
+            let v = serde_json::from_str::<Value>(v.get()).unwrap_or(Value::Array(Vec::new()));
+            (k, v)
+        })
+        .collect();
+    parse_join(Some(&Value::Object(object)))
+}
+
 /// Checks a REST join: the room comes from the path; a `room_name` in the body
 /// (other than `null`) must name the same room.
 pub fn parse_http_join(path_room: &str, body: &Value) -> Result<JoinRequest, Rejection> {
@@ -302,6 +328,31 @@ mod tests {
         let r = join(json!({"room_name": "ok", "peer_id": "p\u{1}", "username": "u"}))
             .expect_err("bad");
         assert_eq!(r.room_name.as_deref(), Some("ok"));
+    }
+
+    #[test]
+    fn unrepresentable_field_values_are_wrong_types_not_bad_payloads() {
+        for text in [
+            r#"{"room_name":1e400,"peer_id":"p","username":"u"}"#,
+            r#"{"room_name":"\ud800","peer_id":"p","username":"u"}"#,
+        ] {
+            let raw: Box<RawValue> = serde_json::from_str(text).expect("valid json text");
+            let r = parse_join_text(Some(&raw)).expect_err("refused");
+            assert_eq!(
+                r.error.to_string(),
+                "Field room_name must be a string",
+                "{text}"
+            );
+        }
+        let raw: Box<RawValue> = serde_json::from_str(r#"[1e400]"#).expect("json");
+        assert_eq!(
+            parse_join_text(Some(&raw)).expect_err("refused").error,
+            Error::NotAnObject
+        );
+        let raw: Box<RawValue> =
+            serde_json::from_str(r#"{"room_name":"r","peer_id":"p","username":"u"}"#)
+                .expect("json");
+        assert!(parse_join_text(Some(&raw)).is_ok());
     }
 
     #[test]

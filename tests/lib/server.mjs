@@ -1,0 +1,315 @@
+// Test harness for signalroom's integration tests: one server process per test file,
+// real Socket.IO clients, and promise helpers whose timeouts fail the test.
+//
+// The server binary comes from env SIGNALROOM_BIN (default <repo>/target/release/signalroom).
+// For debugging the harness itself, SIGNALROOM_REFERENCE=/path/to/node-reference/server.js
+// runs the Node reference server instead (it ignores flags and has none of the extensions).
+
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import http from 'node:http';
+import { io } from 'socket.io-client';
+import WebSocketImpl from 'ws';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const BIN = process.env.SIGNALROOM_BIN || path.join(REPO, 'target', 'release', 'signalroom');
+
+/** Default time any single awaited event may take before the test fails. */
+export const TIMEOUT_MS = Number(process.env.SIGNALROOM_TEST_TIMEOUT_MS || 5000);
+
+/**
+ * Starts a server on 127.0.0.1 and a random port. `flags` are extra command-line arguments.
+ * Resolves once the server printed its listening line. Returns {url, port, proc, stop, output}.
+ */
+export async function startServer(flags = [], { env = {}, timeoutMs = 15000 } = {}) {
+  const reference = process.env.SIGNALROOM_REFERENCE;
+  const [cmd, args] = reference
+    ? ['node', [reference]]
+    : [BIN, ['--host', '127.0.0.1', '--port', '0', ...flags]];
+  const proc = spawn(cmd, args, {
+    cwd: REPO, // so the default --www-dir (www) is the repository's
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', PORT: '0', HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = [];
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (chunk) => {
+    output.push(chunk);
+    if (process.env.SIGNALROOM_TEST_VERBOSE) process.stderr.write(chunk);
+  });
+  const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  const lines = createInterface({ input: proc.stdout });
+  const port = await withTimeout(new Promise((resolve, reject) => {
+    lines.on('line', (line) => {
+      output.push(line + '\n');
+      const m = reference
+        ? /http:\/\/127\.0\.0\.1:(\d+)/.exec(line)
+        : /^signalroom listening on http:\/\/127\.0\.0\.1:(\d+)$/.exec(line);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.once('error', reject);
+    exited.then(({ code, signal }) => reject(new Error(`server exited early (code ${code}, signal ${signal}): ${output.join('')}`)));
+  }), timeoutMs, `server did not print its listening line (${cmd} ${args.join(' ')})`);
+  const url = `http://127.0.0.1:${port}`;
+  let stopped = null;
+  /** SIGTERM, then resolves with {code, signal}; kills it if it does not exit in time. */
+  const stop = (timeout = 10000) => {
+    if (stopped) return stopped;
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), timeout);
+    stopped = exited.finally(() => clearTimeout(timer));
+    return stopped;
+  };
+  return { url, port, proc, stop, exited, output, reference: Boolean(reference) };
+}
+
+/** Rejects with `what` after `ms` unless `promise` settles first. */
+export function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Awaits one `event` on a socket; fails after `ms`. Resolves with the first argument. */
+export function once(socket, event, ms = TIMEOUT_MS) {
+  let handler;
+  return withTimeout(new Promise((resolve) => {
+    handler = (arg) => resolve(arg);
+    socket.once(event, handler);
+  }), ms, `event ${event}`).finally(() => socket.off(event, handler));
+}
+
+/** Emits with a Socket.IO acknowledgement; fails after `ms`. Resolves with the ack's first argument. */
+export function emitWithAck(socket, event, ...args) {
+  return socket.timeout(TIMEOUT_MS).emitWithAck(event, ...args).catch((err) => {
+    throw new Error(`no ack for ${event} within ${TIMEOUT_MS} ms (${err.message})`);
+  });
+}
+
+/**
+ * A socket.io-client socket plus a log of every event it received, so a test can await
+ * events in any order without losing ones that arrived early.
+ */
+export class Client {
+  constructor(url, opts = {}) {
+    this.sock = io(url, { transports: ['websocket'], forceNew: true, reconnection: false, timeout: TIMEOUT_MS, ...opts });
+    this.queue = []; // unconsumed [event, payload, ...rest]
+    this.waiters = [];
+    this.sock.onAny((event, ...args) => {
+      this.queue.push({ event, payload: args[0], args });
+      this.#wake();
+    });
+  }
+
+  #wake() {
+    for (const w of [...this.waiters]) {
+      const i = this.queue.findIndex((e) => w.events.includes(e.event) && w.filter(e.payload, e.event));
+      if (i >= 0) {
+        const [e] = this.queue.splice(i, 1);
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve(e);
+      }
+    }
+  }
+
+  /** Resolves once connected; fails after the timeout. */
+  async connected() {
+    if (this.sock.connected) return this;
+    await withTimeout(new Promise((resolve, reject) => {
+      this.sock.once('connect', resolve);
+      this.sock.once('connect_error', reject);
+    }), TIMEOUT_MS, 'connect');
+    return this;
+  }
+
+  /**
+   * The next unconsumed event whose name is in `events` (and matching `filter(payload, name)`),
+   * awaited if it has not arrived yet. Resolves {event, payload, args}.
+   */
+  nextAny(events, filter = () => true, ms = TIMEOUT_MS) {
+    const i = this.queue.findIndex((e) => events.includes(e.event) && filter(e.payload, e.event));
+    if (i >= 0) return Promise.resolve(this.queue.splice(i, 1)[0]);
+    let waiter;
+    const p = new Promise((resolve) => {
+      waiter = { events, filter, resolve };
+      this.waiters.push(waiter);
+    });
+    return withTimeout(p, ms, `event ${events.join(' or ')}`).finally(() => {
+      const j = this.waiters.indexOf(waiter);
+      if (j >= 0) this.waiters.splice(j, 1);
+    });
+  }
+
+  /** The payload of the next unconsumed `event` (matching `filter`); see nextAny. */
+  async next(event, filter = () => true, ms = TIMEOUT_MS) {
+    return (await this.nextAny([event], filter, ms)).payload;
+  }
+
+  /** Every unconsumed event named `event` (or all unconsumed events), consumed. */
+  drain(event) {
+    const taken = this.queue.filter((e) => event === undefined || e.event === event);
+    this.queue = this.queue.filter((e) => !taken.includes(e));
+    return taken;
+  }
+
+  /** Names of all unconsumed events. */
+  pending() {
+    return this.queue.map((e) => e.event);
+  }
+
+  emit(event, ...args) {
+    this.sock.emit(event, ...args);
+  }
+
+  ack(event, ...args) {
+    return emitWithAck(this.sock, event, ...args);
+  }
+
+  /**
+   * A round trip through this connection: events of one connection are handled in order,
+   * so anything the server sent this socket for earlier events has arrived when it resolves.
+   */
+  async barrier() {
+    await this.ack('get_peers', {});
+    await this.nextAny(['peer_list', 'get_peers_error']); // the event that accompanies the ack
+  }
+
+  /** Joins and returns {success, update}: the join_room_success and the joiner's own peer_list_updated. */
+  async join(room_name, peer_id, username = peer_id, extra = {}) {
+    // answers to earlier requests the test did not consume must not be taken for this one
+    this.queue = this.queue.filter((e) => e.event !== 'join_room_success' && e.event !== 'join_room_error');
+    this.emit('join_room', { room_name, peer_id, username, ...extra });
+    const reply = await this.nextAny(['join_room_success', 'join_room_error']);
+    if (reply.event !== 'join_room_success') throw new Error(`join_room_error: ${JSON.stringify(reply.payload)}`);
+    const success = reply.payload;
+    if (extra.updates === 'delta') return { success, update: undefined };
+    const update = await this.next('peer_list_updated', (d) => d.room_name === room_name);
+    return { success, update };
+  }
+
+  disconnectedEvent() {
+    return once(this.sock, 'disconnect');
+  }
+
+  close() {
+    this.sock.disconnect();
+  }
+}
+
+/** Connects a Client and waits for the connection. */
+export async function connect(url, opts) {
+  return new Client(url, opts).connected();
+}
+
+/**
+ * A plain HTTP request (node:http, so every header is under the test's control).
+ * Resolves {status, headers, text, json}.
+ */
+export function request(url, pathname, { method = 'GET', body, headers = {} } = {}) {
+  return withTimeout(new Promise((resolve, reject) => {
+    const req = http.request(url + pathname, { method, headers }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json;
+        try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
+        resolve({ status: res.statusCode, headers: res.headers, text, json });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  }), TIMEOUT_MS, `${method} ${pathname}`);
+}
+
+/** POST a JSON body (object is serialized) with content type application/json. */
+export function postJson(url, pathname, body, headers = {}) {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  return request(url, pathname, { method: 'POST', body: text, headers: { 'content-type': 'application/json', ...headers } });
+}
+
+/** GET a JSON document. */
+export async function getJson(url, pathname) {
+  const res = await request(url, pathname);
+  return res.json === undefined ? res : { ...res, body: res.json };
+}
+
+/** The REST listing of all rooms. */
+export async function rooms(url) {
+  const res = await request(url, '/api/webrtc/rooms');
+  if (res.status !== 200) throw new Error(`GET /api/webrtc/rooms: ${res.status} ${res.text}`);
+  return res.json;
+}
+
+/** A unique room/peer name for one test. */
+let counter = 0;
+export function uniq(prefix = 'r') {
+  counter += 1;
+  return `${prefix}-${process.pid}-${counter}`;
+}
+
+/** RFC 3339, UTC, Z suffix. */
+export const RFC3339_Z = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
+
+/** The peer_ids of a peer list, in order. */
+export const ids = (peers) => peers.map((p) => p.peer_id);
+
+/**
+ * A raw Engine.IO v4 / Socket.IO v5 client over a WebSocket (the `ws` package), for sending
+ * packets no well-behaved client would. Frames received are kept in `frames` (strings, or
+ * Buffers for binary frames).
+ */
+export class RawSocket {
+  constructor(url, query = 'EIO=4&transport=websocket') {
+    this.frames = [];
+    this.closed = false;
+    this.waiters = new Set();
+    this.ws = new WebSocketImpl(`${url.replace(/^http/, 'ws')}/socket.io/?${query}`);
+    this.ws.on('message', (data, isBinary) => { this.frames.push(isBinary ? data : String(data)); this.#wake(); });
+    this.ws.on('close', () => { this.closed = true; this.#wake(); });
+    this.ws.on('error', () => {});
+  }
+
+  #wake() { for (const w of [...this.waiters]) w(); }
+
+  /** Resolves with the first frame (from `from` on) matching `pred`, or 'closed' if the socket closed. */
+  frame(pred, { from = 0, ms = TIMEOUT_MS, what = 'raw frame' } = {}) {
+    let check;
+    return withTimeout(new Promise((resolve) => {
+      check = () => {
+        const f = this.frames.slice(from).find((x) => typeof x === 'string' && pred(x));
+        if (f !== undefined) resolve(f);
+        else if (this.closed) resolve('closed');
+      };
+      this.waiters.add(check);
+      check();
+    }), ms, what).finally(() => this.waiters.delete(check));
+  }
+
+  /** The Engine.IO open packet, then a Socket.IO CONNECT to `/`. */
+  async handshake() {
+    const open = await this.frame((f) => f.startsWith('0{'), { what: 'engine.io open packet' });
+    if (open === 'closed') throw new Error('raw socket closed before the open packet');
+    this.send('40');
+    const ok = await this.frame((f) => f.startsWith('40'), { what: 'socket.io CONNECT reply' });
+    if (ok === 'closed') throw new Error('raw socket closed before CONNECT');
+    return this;
+  }
+
+  send(data, opts) { this.ws.send(data, opts); }
+
+  /** Sends a Socket.IO EVENT (with ack id `id` when given). */
+  emit(event, payload, id) {
+    this.send(`42${id === undefined ? '' : id}${JSON.stringify([event, payload])}`);
+  }
+
+  close() { this.ws.close(); }
+}
