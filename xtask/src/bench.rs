@@ -882,7 +882,10 @@ fn report(root: &Path, args: &Args, raw: &[String], results: &Results) -> Result
     let doc = json!({
         "date": date,
         "command": format!("cargo xtask bench {}", raw.join(" ")).trim_end(),
-        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        "machine": {
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "loadavg_at_end": fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        },
         "runs": args.runs,
         "smoke": args.smoke,
         "table": rows,
