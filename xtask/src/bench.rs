@@ -338,10 +338,13 @@ fn start_node(dir: &Path, log: &Path) -> Result<Running> {
     start(cmd, log, "the Node reference")
 }
 
-/// Copies `../shared/bench/node-reference` to `target/bench/node-reference` and installs its
-/// packages (once; again when its files change). `None` when the folder is absent.
+/// Copies `../shared/bench/node-reference` (or `$BENCH_NODE_REFERENCE`) to
+/// `target/bench/node-reference` and installs its packages there (once; again when its
+/// files change). `None` when the folder is absent.
 fn node_reference(root: &Path) -> Result<Option<PathBuf>> {
-    let src = root.join("../shared/bench/node-reference");
+    let src = std::env::var_os("BENCH_NODE_REFERENCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/bench/node-reference"));
     if !src.join("server.js").exists() {
         eprintln!(
             "bench: {} is absent: running signalroom alone (no comparison)",
@@ -706,6 +709,43 @@ fn print_table(rows: &[Value], targets: &[Value]) {
     }
 }
 
+/// The table and targets as Markdown, for the README.
+fn markdown(doc: &Value, rows: &[Value], targets: &[Value]) -> String {
+    let mut md = format!(
+        "{} on this machine ({} cores, load average at the end {}), `{}`, median of {} runs.\n\n",
+        doc["date"].as_str().unwrap_or(""),
+        doc["machine"]["cores"],
+        doc["machine"]["loadavg_at_end"].as_str().unwrap_or(""),
+        doc["command"].as_str().unwrap_or(""),
+        doc["runs"],
+    );
+    md.push_str("| figure | signalroom | Node reference | ratio |\n|---|---:|---:|---:|\n");
+    for r in rows {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            r["what"].as_str().unwrap_or(""),
+            fmt(&r["signalroom"]),
+            fmt(&r["node"]),
+            fmt(&r["ratio"])
+        ));
+    }
+    md.push_str("\n| target | value | goal | |\n|---|---:|---|---|\n");
+    for t in targets {
+        let met = match t["met"].as_bool() {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "n/a",
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {met} |\n",
+            t["target"].as_str().unwrap_or(""),
+            fmt(&t["value"]),
+            t["goal"].as_str().unwrap_or("")
+        ));
+    }
+    md
+}
+
 fn utc_now() -> String {
     Command::new("date")
         .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
@@ -901,6 +941,10 @@ fn report(root: &Path, args: &Args, raw: &[String], results: &Results) -> Result
     let text = serde_json::to_string_pretty(&doc)?;
     fs::write(&file, &text)?;
     fs::write(dir.join(format!("{stem}-latest.json")), &text)?;
+    fs::write(
+        dir.join(format!("{stem}-latest.md")),
+        markdown(&doc, &rows, &targets),
+    )?;
     println!("\nwrote {}", file.display());
     Ok(())
 }
