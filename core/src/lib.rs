@@ -15,6 +15,7 @@ pub mod error;
 pub mod protocol;
 pub mod registry;
 pub mod time;
+pub mod tracker;
 pub mod validate;
 
 pub use error::{Error, ErrorBody, ErrorCode};

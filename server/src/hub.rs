@@ -7,13 +7,16 @@
 //! (socketioxide's `emit` only pushes to a bounded channel) and nothing here
 //! awaits, so the lock is held for microseconds.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures_util::FutureExt;
 use serde_json::value::{RawValue, to_raw_value};
 use signalroom_core::protocol::Payload;
 use signalroom_core::{Delivery, Registry, Reply, Timestamp};
+use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::Sid;
 use tokio::sync::Notify;
@@ -25,6 +28,7 @@ pub struct Inner {
     /// Rooms and memberships.
     pub registry: Registry<Sid>,
     sockets: HashMap<Sid, SocketRef>,
+    io: Option<SocketIo>,
 }
 
 /// Shared server state, cloned into every handler as an `Arc`.
@@ -50,6 +54,7 @@ impl Hub {
             inner: Mutex::new(Inner {
                 registry: Registry::new(config),
                 sockets: HashMap::new(),
+                io: None,
             }),
             leases_changed: Notify::new(),
         }
@@ -63,8 +68,16 @@ impl Hub {
 }
 
 impl Inner {
-    /// Registers a connected socket so deliveries can reach it.
+    /// Gives the hub the Socket.IO handle it broadcasts through.
+    pub fn set_io(&mut self, io: SocketIo) {
+        self.io = Some(io);
+    }
+
+    /// Registers a connected socket so deliveries can reach it. Each socket
+    /// joins an adapter room named by its id, so one broadcast can address
+    /// any set of sockets.
     pub fn add_socket(&mut self, socket: SocketRef) {
+        socket.join(socket.id);
         self.sockets.insert(socket.id, socket);
     }
 
@@ -108,6 +121,12 @@ impl Inner {
             if matches!(d.event.payload, Payload::Signal(_)) {
                 metrics::signal_relayed();
             }
+            if d.to.len() > 1
+                && let Some(io) = &self.io
+            {
+                self.broadcast(io, d, &raw);
+                continue;
+            }
             for sid in &d.to {
                 let Some(socket) = self.sockets.get(sid) else {
                     continue;
@@ -119,6 +138,28 @@ impl Inner {
             }
         }
         slow
+    }
+}
+
+impl Inner {
+    /// One packet, encoded once and shared by every recipient's queue: a
+    /// full list to a room of P costs one encoding, not P copies.
+    ///
+    /// The local adapter's broadcast completes synchronously (its future is
+    /// ready at once), so it is queued here, under the lock, in order.
+    fn broadcast(&self, io: &SocketIo, d: &Delivery<Sid>, raw: &RawValue) {
+        let rooms: Vec<Cow<'static, str>> =
+            d.to.iter().map(|sid| Cow::Owned(sid.to_string())).collect();
+        match io.to(rooms).emit(d.event.name.as_str(), raw).now_or_never() {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                // A recipient's queue is full (--max-queued-packets): it is far
+                // behind; its heartbeat times out and it reconnects and rejoins.
+                metrics::dropped();
+                tracing::warn!(error = %e, event = d.event.name.as_str(), "a recipient's queue is full");
+            }
+            None => tracing::error!("broadcast did not complete synchronously"),
+        }
     }
 }
 

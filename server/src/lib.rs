@@ -42,6 +42,7 @@ pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
         .with_state(hub.clone())
         .build_layer();
     io.ns("/", socket::on_connect.with(socket::register));
+    hub.lock().set_io(io.clone());
 
     let api = http::Api {
         hub: hub.clone(),

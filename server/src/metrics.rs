@@ -47,6 +47,11 @@ pub fn signal_relayed() {
     counter!("signalroom_signals_relayed_total").increment(1);
 }
 
+/// A broadcast that some recipient's full queue refused.
+pub fn dropped() {
+    counter!("signalroom_queue_full_total").increment(1);
+}
+
 /// The Prometheus text, with the gauges set to the hub's current counts.
 pub fn render(connections: usize, rooms: usize, peers: usize) -> String {
     gauge!("signalroom_connections").set(connections as f64);

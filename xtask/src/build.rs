@@ -9,7 +9,8 @@ pub fn all() -> Result<()> {
         &root(),
         "cargo",
         &["build", "--release", "-p", "signalroom-server"],
-    )
+    )?;
+    crate::wasm::build()
 }
 
 /// Builds everything, then serves on port 3001 (or what `args` say).

@@ -7,6 +7,7 @@ mod bench;
 mod build;
 mod setup;
 mod test;
+mod wasm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -39,6 +40,11 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    // Cargo's runner for wasm32 tests calls back into this binary (see `wasm::test_wasm`).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "wasm-bindgen-test-runner") {
+        return wasm::test_runner(args[1..].to_vec());
+    }
     match Cli::parse().command {
         Command::Build => build::all(),
         Command::Run { args } => build::run(&args),

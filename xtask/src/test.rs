@@ -37,5 +37,8 @@ pub fn all() -> Result<()> {
     run_env(&root, "node", &["--test", "tests/node/"], &env)?;
     let python = python.to_str().context("venv path is not UTF-8")?;
     run_env(&root, python, &["-m", "pytest", "-q", "tests/python"], &env)?;
+    // The browser library: its bindings in headless Chromium, then the Playwright suite.
+    crate::wasm::test_wasm()?;
+    crate::wasm::test_browser()?;
     Ok(())
 }
