@@ -3,6 +3,7 @@
 //! Each command sets up what a fresh machine lacks on its own (the wasm target,
 //! npm packages, the Python venv, Chromium), so a new user types nothing else.
 
+mod bench;
 mod build;
 mod setup;
 mod test;
@@ -48,8 +49,6 @@ fn main() -> Result<()> {
         Command::Build => build::all(),
         Command::Run { args } => build::run(&args),
         Command::Test => test::all(),
-        Command::Bench { args } => {
-            anyhow::bail!("the benchmark is not built yet (args: {args:?})")
-        }
+        Command::Bench { args } => bench::main(&args),
     }
 }
