@@ -18,6 +18,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use axum::Router;
 use axum::http::HeaderValue;
+use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 use socketioxide::handler::ConnectHandler;
 use tokio::net::TcpListener;
@@ -107,6 +108,13 @@ pub async fn serve(
     let timer = tokio::spawn(expire_leases(hub));
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, www = %config.www_dir, "signalroom listening");
+    // Signaling messages are small and latency-bound: without TCP_NODELAY a
+    // second small write waits ~40 ms for the peer's delayed ACK (Nagle).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -30,6 +30,8 @@ pub fn all() -> Result<()> {
         ],
     )?;
     crate::build::all()?;
+    // The load generator still works and reports sane numbers (no timing asserted).
+    crate::bench::smoke()?;
 
     let bin = root.join("target/release/signalroom");
     let bin = bin.to_str().context("repo path is not UTF-8")?;
