@@ -7,7 +7,7 @@ import init, { SignalroomClient, PeerMesh } from "signalroom-client";
 const $ = (id) => document.getElementById(id);
 const server = location.origin;
 
-/** Error codes in words (PROTOCOL.md); the server's own text otherwise. */
+/** Error codes in words (docs/protocol.md); the server's own text otherwise. */
 const MESSAGES = {
   missing_fields: "Please fill in both the room and your name.",
   room_full: "That room is full. Try another one.",

@@ -1,6 +1,6 @@
 // The npm package `signalroom-client` used directly from a plain page with an import
 // map (tests/browser/pages/api.html), against the real server: every part of
-// CLIENT_API.md.
+// web-client/README.md.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";

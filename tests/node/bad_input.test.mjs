@@ -1,4 +1,4 @@
-// Bad input (PROTOCOL.md "Anything else a client sends"): unknown events, binary attachments,
+// Bad input (docs/protocol.md "Anything else a client sends"): unknown events, binary attachments,
 // a message over --max-message-bytes, malformed Socket.IO / Engine.IO packets over a raw
 // WebSocket and bad polling requests. After each, a fresh client is served correctly and the
 // REST listing is right.

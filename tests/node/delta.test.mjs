@@ -1,4 +1,4 @@
-// Delta updates (PROTOCOL.md "Delta updates"): peer_joined / peer_left instead of peer_list_updated.
+// Delta updates (docs/protocol.md "Delta updates"): peer_joined / peer_left instead of peer_list_updated.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, connect, uniq, ids, postJson, request } from '../lib/server.mjs';

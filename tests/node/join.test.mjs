@@ -1,4 +1,4 @@
-// join_room success: the payloads, their order, acks, and the peer objects (PROTOCOL.md "join_room").
+// join_room success: the payloads, their order, acks, and the peer objects (docs/protocol.md "join_room").
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, connect, uniq, ids, rooms, RFC3339_Z } from '../lib/server.mjs';

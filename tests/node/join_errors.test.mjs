@@ -1,4 +1,4 @@
-// join_room_error: every row of PROTOCOL.md's table, in the table's order, with exact texts,
+// join_room_error: every row of docs/protocol.md's table, in the table's order, with exact texts,
 // codes, `missing` and the `room_name` rule; and a refused join changes nothing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 // Room membership over Socket.IO: moves, same-room rejoin, versions, get_peers, leave_room,
-// disconnect (PROTOCOL.md "join_room", "get_peers", "leave_room", "disconnect", "Ordering guarantees").
+// disconnect (docs/protocol.md "join_room", "get_peers", "leave_room", "disconnect", "Ordering guarantees").
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';

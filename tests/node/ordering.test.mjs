@@ -1,4 +1,4 @@
-// Ordering guarantees (PROTOCOL.md "Ordering guarantees"): one connection's events are handled
+// Ordering guarantees (docs/protocol.md "Ordering guarantees"): one connection's events are handled
 // in the order sent; every member gets a room's updates in version order without gaps.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// REST API (PROTOCOL.md "REST API"): every route and status, the 415/413/400 order, room_mismatch,
+// REST API (docs/protocol.md "REST API"): every route and status, the 415/413/400 order, room_mismatch,
 // renewal by re-POST, DELETE, and HTTP peers seen by Socket.IO members.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -150,7 +150,7 @@ test('POST join 400 invalid_field: body fields checked like join_room', async ()
     [{ peer_id: 'p', username: 'a\u009fb' }, 'Field username contains control characters'],
   ];
   for (const [body, error] of cases) assertError(await postJson(srv.url, joinPath(room), body), 400, 'invalid_field', error);
-  // a non-string body room_name: PROTOCOL.md allows reading it as invalid_field or room_mismatch
+  // a non-string body room_name: docs/protocol.md allows reading it as invalid_field or room_mismatch
   const numeric = await postJson(srv.url, joinPath(room), { room_name: 5, peer_id: 'p', username: 'u' });
   assert.equal(numeric.status, 400);
   assert.ok(['invalid_field', 'room_mismatch'].includes(numeric.json.code), numeric.text);

@@ -1,4 +1,4 @@
-// The `signal` relay (PROTOCOL.md "signal"): delivery, order, isolation between rooms, every
+// The `signal` relay (docs/protocol.md "signal"): delivery, order, isolation between rooms, every
 // signal_error code in the documented check order. Default limits (64 KiB signal data).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

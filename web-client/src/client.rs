@@ -1,5 +1,5 @@
 //! `SignalroomClient`: one socket.io-client connection, the room it is in, and the
-//! listeners of CLIENT_API.md.
+//! listeners of web-client/README.md.
 //!
 //! The room's list is kept by `signalroom_core::tracker::PeerTracker`; this file only
 //! turns socket events into tracker inputs and tracker outputs into JavaScript calls.
@@ -106,7 +106,7 @@ pub(crate) struct ClientState {
 
 pub(crate) type Shared = Rc<RefCell<ClientState>>;
 
-/// The JavaScript class `SignalroomClient` (CLIENT_API.md).
+/// The JavaScript class `SignalroomClient` (web-client/README.md).
 #[wasm_bindgen]
 pub struct SignalroomClient {
     pub(crate) shared: Shared,

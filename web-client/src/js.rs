@@ -129,7 +129,7 @@ pub fn object(fields: &[(&str, &JsValue)]) -> JsValue {
     obj.into()
 }
 
-/// The library's error value, `{error, code}` as in PROTOCOL.md.
+/// The library's error value, `{error, code}` as in docs/protocol.md.
 pub fn error(code: &str, message: &str) -> JsValue {
     object(&[
         ("error", &JsValue::from_str(message)),

@@ -1,6 +1,6 @@
 //! signalroom-client: the browser library, compiled to WebAssembly.
 //!
-//! It exports the two JavaScript classes of CLIENT_API.md: `SignalroomClient` (a
+//! It exports the two JavaScript classes of web-client/README.md: `SignalroomClient` (a
 //! socket.io-client connection and the room it is in) and `PeerMesh` (one
 //! `RTCPeerConnection` per other peer). The rules (list versions, diffs, who offers
 //! first, which connections to keep) are `signalroom_core::tracker`'s; this crate

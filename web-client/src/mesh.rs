@@ -77,7 +77,7 @@ struct MeshCore {
     state: RefCell<MeshState>,
 }
 
-/// The JavaScript class `PeerMesh` (CLIENT_API.md).
+/// The JavaScript class `PeerMesh` (web-client/README.md).
 #[wasm_bindgen]
 pub struct PeerMesh {
     core: Rc<MeshCore>,
