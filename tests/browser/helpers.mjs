@@ -26,12 +26,12 @@ export function siteDir() {
 }
 
 /**
- * Starts `signalroom` on 127.0.0.1 (`port` 0: any free one) serving `www`;
+ * Starts `signalroom` on 127.0.0.1 (`port` 0: any free one) serving `www`, with extra `flags`;
  * resolves with `{ url, port, stop() }` once it prints its listening line.
  */
-export function startServer(www, port = 0) {
+export function startServer(www, port = 0, flags = []) {
   const bin = process.env.SIGNALROOM_BIN ?? join(repo, "target/release/signalroom");
-  const child = spawn(bin, ["--host", "127.0.0.1", "--port", String(port), "--www-dir", www], {
+  const child = spawn(bin, ["--host", "127.0.0.1", "--port", String(port), "--www-dir", www, ...flags], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   return new Promise((resolvePromise, reject) => {
