@@ -3,7 +3,7 @@
 use crate::setup::{root, run as sh};
 use anyhow::Result;
 
-/// Builds the release server (and, once they exist, the npm package and demo assets).
+/// Builds the release server, the npm package and the demo's assets.
 pub fn all() -> Result<()> {
     sh(
         &root(),
