@@ -67,6 +67,11 @@ pub struct Config {
     #[arg(long, env = "SIGNALROOM_PING_INTERVAL", default_value_t = 25.0, value_parser = positive_seconds)]
     pub ping_interval: f64,
 
+    /// On SIGINT/SIGTERM, how long to wait for clients to be disconnected cleanly
+    /// before exiting anyway (a client that stopped reading cannot take its close frame).
+    #[arg(long, env = "SIGNALROOM_SHUTDOWN_TIMEOUT", default_value_t = 5.0, value_parser = positive_seconds)]
+    pub shutdown_timeout: f64,
+
     /// Engine.IO ping timeout in seconds.
     #[arg(long, env = "SIGNALROOM_PING_TIMEOUT", default_value_t = 20.0, value_parser = positive_seconds)]
     pub ping_timeout: f64,

@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use signalroom_core::Error;
 
-use crate::hub::{Hub, drop_slow, now};
+use crate::hub::{Hub, now};
 use crate::metrics;
 
 /// Shared state of the HTTP handlers.
@@ -107,7 +107,7 @@ async fn join_room(
         let (result, deliveries) = inner.registry.http_join(&room_name, &value, now());
         (result, inner.deliver(&deliveries))
     };
-    drop_slow(slow);
+    api.hub.drop_slow(slow);
     api.hub.leases_changed.notify_one();
     match result {
         Ok(joined) => {
@@ -131,7 +131,7 @@ async fn remove_peer(
         inner.deliver(&deliveries)
     };
     metrics::left();
-    drop_slow(slow);
+    api.hub.drop_slow(slow);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -16,9 +16,9 @@ use futures_util::FutureExt;
 use serde_json::value::{RawValue, to_raw_value};
 use signalroom_core::protocol::Payload;
 use signalroom_core::{Delivery, Registry, Reply, Timestamp};
-use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::Sid;
+use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
 use tokio::sync::Notify;
 
 use crate::metrics;
@@ -57,6 +57,32 @@ impl Hub {
                 io: None,
             }),
             leases_changed: Notify::new(),
+        }
+    }
+
+    /// Drops connections that fell behind (their queue was full): they leave
+    /// their rooms now, as a dead connection would, and the others are told;
+    /// then each is asked to disconnect. socketioxide refuses that while the
+    /// queue is full, so the heartbeat, which cannot queue its ping either,
+    /// closes the transport; the client reconnects and rejoins with a fresh list.
+    /// Call without holding the lock.
+    pub fn drop_slow(&self, mut slow: Vec<SocketRef>) {
+        let mut dropped = Vec::new();
+        while let Some(socket) = slow.pop() {
+            if dropped.iter().any(|s: &SocketRef| s.id == socket.id) {
+                continue;
+            }
+            let mut inner = self.lock();
+            if inner.registry.membership(&socket.id).is_some() {
+                metrics::left();
+            }
+            let deliveries = inner.registry.disconnect(&socket.id);
+            slow.extend(inner.deliver(&deliveries));
+            drop(inner);
+            dropped.push(socket);
+        }
+        for socket in dropped {
+            socket.disconnect().ok();
         }
     }
 
@@ -100,10 +126,14 @@ impl Inner {
         let Some(raw) = encode(&reply.event.payload) else {
             return slow;
         };
-        if reply.emit && socket.emit(reply.event.name.as_str(), &raw).is_err() {
-            slow.push(socket.clone());
-        }
-        if ack.send(&raw).is_err() && !slow.iter().any(|s| s.id == socket.id) {
+        let emitted = if reply.emit {
+            socket.emit(reply.event.name.as_str(), &raw)
+        } else {
+            Ok(())
+        };
+        let acked = ack.send(&raw);
+        if is_full(&emitted) || is_full(&acked) {
+            metrics::dropped(1);
             slow.push(socket.clone());
         }
         slow
@@ -131,8 +161,10 @@ impl Inner {
                 let Some(socket) = self.sockets.get(sid) else {
                     continue;
                 };
-                if let Err(e) = socket.emit(d.event.name.as_str(), &raw) {
-                    tracing::warn!(%sid, error = %e, "dropping a connection that cannot keep up");
+                let sent = socket.emit(d.event.name.as_str(), &raw);
+                if is_full(&sent) {
+                    metrics::dropped(1);
+                    tracing::warn!(%sid, "dropping a connection that cannot keep up");
                     slow.push(socket.clone());
                 }
             }
@@ -152,15 +184,36 @@ impl Inner {
             d.to.iter().map(|sid| Cow::Owned(sid.to_string())).collect();
         match io.to(rooms).emit(d.event.name.as_str(), raw).now_or_never() {
             Some(Ok(())) => {}
-            Some(Err(e)) => {
-                // A recipient's queue is full (--max-queued-packets): it is far
-                // behind; its heartbeat times out and it reconnects and rejoins.
-                metrics::dropped();
-                tracing::warn!(error = %e, event = d.event.name.as_str(), "a recipient's queue is full");
+            Some(Err(BroadcastError::Socket(errors))) => {
+                // Closed sockets are leaving anyway. A full queue
+                // (--max-queued-packets) means a recipient far behind: its
+                // heartbeat cannot queue a ping, so it is closed, reconnects
+                // and rejoins with a fresh list.
+                let full = errors
+                    .iter()
+                    .filter(|e| matches!(e, SocketError::InternalChannelFull))
+                    .count();
+                if full > 0 {
+                    metrics::dropped(full);
+                    tracing::warn!(
+                        full,
+                        event = d.event.name.as_str(),
+                        "recipients' queues are full"
+                    );
+                }
             }
+            Some(Err(e)) => tracing::error!(error = %e, "broadcast failed"),
             None => tracing::error!("broadcast did not complete synchronously"),
         }
     }
+}
+
+/// Whether a send failed because the socket's queue is full (not merely closed).
+fn is_full<T>(result: &Result<T, SendError>) -> bool {
+    matches!(
+        result,
+        Err(SendError::Socket(SocketError::InternalChannelFull))
+    )
 }
 
 /// Serializes a payload once, to be copied verbatim into every packet.
@@ -171,12 +224,5 @@ fn encode(payload: &Payload) -> Option<Box<RawValue>> {
             tracing::error!(error = %e, "cannot serialize a payload");
             None
         }
-    }
-}
-
-/// Disconnects sockets that fell behind; call without holding the lock.
-pub fn drop_slow(slow: Vec<SocketRef>) {
-    for socket in slow {
-        socket.disconnect().ok();
     }
 }

@@ -26,7 +26,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::services::ServeDir;
 
 pub use config::Config;
-use hub::{Hub, drop_slow, now};
+use hub::{Hub, now};
 
 /// Builds the whole application: REST routes, Socket.IO, the demo page, CORS.
 /// Returns the router and the Socket.IO handle (for shutdown).
@@ -90,7 +90,7 @@ async fn expire_leases(hub: Arc<Hub>) {
                     let deliveries = inner.registry.expire(now());
                     inner.deliver(&deliveries)
                 };
-                drop_slow(slow);
+                hub.drop_slow(slow);
             }
             () = hub.leases_changed.notified() => {}
         }
@@ -115,11 +115,14 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
+    let grace = Config::seconds(config.shutdown_timeout);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: disconnecting clients");
-            io.close().await;
+            if tokio::time::timeout(grace, io.close()).await.is_err() {
+                tracing::warn!("some clients did not take their close frame in time");
+            }
         })
         .await?;
     timer.abort();

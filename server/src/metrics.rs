@@ -23,6 +23,7 @@ pub fn install() -> &'static PrometheusHandle {
         counter!("signalroom_joins_total").absolute(0);
         counter!("signalroom_leaves_total").absolute(0);
         counter!("signalroom_signals_relayed_total").absolute(0);
+        counter!("signalroom_queue_full_total").absolute(0);
         handle
     })
 }
@@ -47,9 +48,9 @@ pub fn signal_relayed() {
     counter!("signalroom_signals_relayed_total").increment(1);
 }
 
-/// A broadcast that some recipient's full queue refused.
-pub fn dropped() {
-    counter!("signalroom_queue_full_total").increment(1);
+/// Deliveries that recipients' full queues refused.
+pub fn dropped(count: usize) {
+    counter!("signalroom_queue_full_total").increment(count as u64);
 }
 
 /// The Prometheus text, with the gauges set to the hub's current counts.

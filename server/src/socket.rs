@@ -22,7 +22,7 @@ use socketioxide::extract::{AckSender, SocketRef, State};
 use socketioxide::handler::{FromDisconnectParts, FromMessage, FromMessageParts, Value};
 use socketioxide::socket::{DisconnectReason, Socket};
 
-use crate::hub::{Hub, drop_slow, now};
+use crate::hub::{Hub, now};
 use crate::metrics;
 
 /// Registers the event handlers of a new connection.
@@ -87,7 +87,7 @@ impl FromMessage<LocalAdapter> for Handled {
             slow.extend(inner.deliver(&outcome.deliveries));
             slow
         };
-        drop_slow(slow);
+        hub.drop_slow(slow);
         Ok(Handled)
     }
 }
@@ -124,7 +124,7 @@ impl FromDisconnectParts<LocalAdapter> for Departed {
             inner.remove_socket(&s.id);
             inner.deliver(&deliveries)
         };
-        drop_slow(slow);
+        hub.drop_slow(slow);
         Ok(Departed)
     }
 }

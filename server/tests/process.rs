@@ -67,6 +67,8 @@ fn help_lists_every_flag() {
         "--ice-servers",
         "--ping-interval",
         "--ping-timeout",
+        "--max-queued-packets",
+        "--shutdown-timeout",
         "SIGNALROOM_MAX_PEERS",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
