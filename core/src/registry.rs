@@ -214,6 +214,16 @@ impl<C: Clone + PartialEq> Room<C> {
         }
     }
 
+    /// Gives entry `i` a new username and announces it; nothing if unchanged.
+    fn rename(&mut self, i: usize, username: &str, quiet: Option<&C>) -> Vec<Delivery<C>> {
+        if self.members[i].peer.username == username {
+            return Vec::new();
+        }
+        self.members[i].peer.username = username.to_owned();
+        let peer = self.members[i].peer.clone();
+        self.announce(Change::Joined(&peer), quiet)
+    }
+
     /// Counts one change and tells every connected member of it; a delta
     /// member `quiet` (the one that caused it and hears of it in its reply) is skipped.
     fn announce(&mut self, change: Change<'_>, quiet: Option<&C>) -> Vec<Delivery<C>> {
@@ -363,16 +373,11 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 let i = room
                     .position(&req.peer_id)
                     .expect("a session's entry exists");
-                let member = &mut room.members[i];
-                member.holder = Holder::Socket {
+                room.members[i].holder = Holder::Socket {
                     conn: conn.clone(),
                     mode: req.updates,
                 };
-                if member.peer.username != req.username {
-                    member.peer.username = req.username.clone();
-                    let peer = member.peer.clone();
-                    deliveries = room.announce(Change::Joined(&peer), Some(conn));
-                }
+                deliveries = room.rename(i, &req.username, Some(conn));
                 let reply = self.join_success(&req);
                 return Outcome::reply(reply, deliveries);
             }
@@ -586,23 +591,18 @@ impl<C: Clone + Eq + Hash> Registry<C> {
             })
         };
         let expires_at = now.plus_ms(self.config.http_peer_ttl_ms);
-        let mut deliveries = Vec::new();
         let existing = self.rooms.get(&req.room_name).and_then(|room| {
             room.position(&req.peer_id)
                 .map(|i| room.members[i].holder.clone())
         });
-        match existing {
+        let deliveries = match existing {
             Some(Holder::Http { expires_at: old }) => {
                 let room = self.rooms.get_mut(&req.room_name).expect("checked above");
                 let i = room.position(&req.peer_id).expect("checked above");
                 room.members[i].holder = Holder::Http { expires_at };
                 self.leases
                     .remove(&(old, req.room_name.clone(), req.peer_id.clone()));
-                if room.members[i].peer.username != req.username {
-                    room.members[i].peer.username = req.username.clone();
-                    let peer = room.members[i].peer.clone();
-                    deliveries = room.announce(Change::Joined(&peer), None);
-                }
+                room.rename(i, &req.username, None)
             }
             holder => {
                 let count = self
@@ -627,9 +627,9 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                         Vec::new(),
                     );
                 }
-                deliveries = self.admit(&req, Holder::Http { expires_at }, now, None);
+                self.admit(&req, Holder::Http { expires_at }, now, None)
             }
-        }
+        };
         self.leases
             .insert((expires_at, req.room_name.clone(), req.peer_id.clone()));
         let room = &self.rooms[&req.room_name];

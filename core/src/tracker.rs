@@ -370,7 +370,7 @@ mod tests {
     use super::*;
 
     #[derive(Debug, Clone, PartialEq, Eq)]
-    struct P(String, String);
+    pub(super) struct P(pub(super) String, pub(super) String);
 
     impl RoomMember for P {
         fn peer_id(&self) -> &str {
@@ -579,17 +579,7 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    struct P(String, String);
-
-    impl RoomMember for P {
-        fn peer_id(&self) -> &str {
-            &self.0
-        }
-        fn username(&self) -> &str {
-            &self.1
-        }
-    }
+    use super::tests::P;
 
     /// A change to the true room: join (or rename) `id` as `name`, or remove `id`.
     #[derive(Debug, Clone)]
