@@ -103,6 +103,7 @@ impl Inner {
     /// joins an adapter room named by its id, so one broadcast can address
     /// any set of sockets.
     pub fn add_socket(&mut self, socket: SocketRef) {
+        self.registry.connect(&socket.id);
         socket.join(socket.id);
         self.sockets.insert(socket.id, socket);
     }
