@@ -13,11 +13,13 @@
 
 pub mod error;
 pub mod protocol;
+pub mod rate;
 pub mod registry;
 pub mod time;
 pub mod tracker;
 pub mod validate;
 
 pub use error::{Error, ErrorBody, ErrorCode};
+pub use rate::{EventRate, EventRateConfig, Verdict};
 pub use registry::{ClientEvent, Config, Delivery, Outcome, Registry, Reply};
 pub use time::Timestamp;
