@@ -336,7 +336,10 @@ mod tests {
 
     #[test]
     fn limit_texts_match_the_contract() {
-        assert_eq!(Error::RateLimited.to_string(), "Too many requests, slow down");
+        assert_eq!(
+            Error::RateLimited.to_string(),
+            "Too many requests, slow down"
+        );
         assert_eq!(Error::RateLimited.code().as_str(), "rate_limited");
         assert_eq!(Error::ServerFull.code().as_str(), "server_full");
         assert_eq!(

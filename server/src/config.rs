@@ -75,6 +75,10 @@ pub struct Config {
     /// Engine.IO ping timeout in seconds.
     #[arg(long, env = "SIGNALROOM_PING_TIMEOUT", default_value_t = 20.0, value_parser = positive_seconds)]
     pub ping_timeout: f64,
+
+    /// The abuse limits (handshake timeout, event rate, connection caps, REST rate).
+    #[command(flatten)]
+    pub limits: crate::LimitFlags,
 }
 
 /// A parsed `--ice-servers` list (a newtype so clap treats it as one value).

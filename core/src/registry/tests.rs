@@ -301,7 +301,9 @@ fn binary_join_is_an_invalid_payload() {
 fn binary_join_names_a_valid_room_and_only_a_valid_one() {
     let mut r = reg(10);
     // The attachment may sit in any field; the room is named when it is valid.
-    let p = raw(json!({"room_name": "r", "peer_id": "p", "username": {"_placeholder": true, "num": 0}}));
+    let p = raw(
+        json!({"room_name": "r", "peer_id": "p", "username": {"_placeholder": true, "num": 0}}),
+    );
     let o = r.handle(&1, ClientEvent::JoinRoom, Some(&p), true, T0);
     assert_eq!(error_code(&o), ErrorCode::InvalidPayload);
     assert_eq!(reply_json(&o)["room_name"], "r");
