@@ -143,6 +143,13 @@ mod tests {
         assert_eq!(c.max_body_bytes, 65_536);
         assert!(c.ice_servers.0.is_empty());
         assert!(c.cors_origins.is_empty());
+        assert_eq!(c.limits.handshake_timeout, 10.0);
+        assert_eq!(c.limits.max_events_per_second, 200);
+        assert_eq!(c.limits.event_burst, 2000);
+        assert_eq!(c.limits.max_connections, 50_000);
+        assert_eq!(c.limits.max_connections_per_ip, 0);
+        assert_eq!(c.limits.rest_rate_per_ip, 0);
+        assert!(c.limits.trusted_proxies.is_empty());
     }
 
     #[test]

@@ -11,8 +11,9 @@ import { startServer, connect, uniq, ids, request, withTimeout, TIMEOUT_MS } fro
 
 let srv;
 const clients = [];
-// 1 s of handshake; pings every 3 s, so a long-poll waits longer than the timeout.
-before(async () => { srv = await startServer(['--handshake-timeout', '1', '--ping-interval', '3', '--ping-timeout', '3']); });
+// 1 s of handshake; pings every 3 s, so a long-poll waits longer than the timeout; a dead
+// session would be noticed by the heartbeat only after 23 s, well past every bound here.
+before(async () => { srv = await startServer(['--handshake-timeout', '1', '--ping-interval', '3', '--ping-timeout', '20']); });
 after(async () => { clients.forEach((c) => c.close()); await srv?.stop(); });
 
 /** A raw TCP connection; resolves `closed` when the server closes it. */
@@ -86,9 +87,12 @@ test('a polling session that never polls (nor connects) is closed', async () => 
   const open = await fresh('/socket.io/?EIO=4&transport=polling');
   assert.equal(open.status, 200);
   const sid = JSON.parse(open.text.slice(1)).sid;
-  // A NOOP POST does not poll; the session answers until it is closed, then says 400.
-  await until(async () => (await fresh(`/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: 'POST', body: '6' })).status === 400,
-    8000, 'the unpolled session is closed');
+  // Stay silent past the timeout (1 s); then even a CONNECT finds the session gone (400).
+  // (Were it still there, the CONNECT would succeed and the never-polled sweep would close
+  // it a little later; with the timeout off it lives until the 23 s heartbeat.)
+  await new Promise((r) => setTimeout(r, 2000));
+  await until(async () => (await fresh(`/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: 'POST', body: '40' })).status === 400,
+    8000, 'the silent session is closed');
 });
 
 test('a session that connects and joins over POST but never polls is closed, and leaves its room', async () => {
