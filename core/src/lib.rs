@@ -21,5 +21,7 @@ pub mod validate;
 
 pub use error::{Error, ErrorBody, ErrorCode};
 pub use rate::{EventRate, EventRateConfig, Verdict};
-pub use registry::{ClientEvent, Config, Delivery, Outcome, Registry, Reply};
+pub use registry::{
+    ChangeKind, ClientEvent, Config, Delivery, LeaveReason, Outcome, Registry, Reply, RoomChange,
+};
 pub use time::Timestamp;

@@ -15,16 +15,14 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
-use signalroom_core::protocol::Payload;
 use signalroom_core::{ClientEvent, Error, Reply, Verdict};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, SocketRef, State};
 use socketioxide::handler::{FromDisconnectParts, FromMessage, FromMessageParts, Value};
 use socketioxide::socket::{DisconnectReason, Socket};
 
-use crate::hub::{Hub, now};
+use crate::hub::Hub;
 use crate::limits::Limits;
-use crate::metrics;
 
 /// Registers the event handlers of a new connection.
 pub async fn register(
@@ -89,39 +87,17 @@ impl FromMessage<LocalAdapter> for Handled {
         if verdict != Verdict::Allow {
             // Refused without looking at the payload: nothing changes.
             let reply = Reply::refused(event, &Error::RateLimited);
-            let slow = hub.lock().answer(&socket, ack, &reply);
-            hub.drop_slow(slow);
+            hub.lock().refuse(&socket, ack, &reply).close();
             if verdict == Verdict::Disconnect {
                 socket.disconnect().ok();
             }
             return Ok(Handled);
         }
-        let slow = {
-            let mut inner = hub.lock();
-            let outcome =
-                inner
-                    .registry
-                    .handle(&socket.id, event, args.get(1).copied(), binary, now());
-            if let Some(reply) = &outcome.reply {
-                count(event, reply);
-            }
-            let mut slow = match &outcome.reply {
-                Some(reply) => inner.answer(&socket, ack, reply),
-                None => Vec::new(),
-            };
-            slow.extend(inner.deliver(&outcome.deliveries));
-            slow
-        };
-        hub.drop_slow(slow);
+        let closing = hub
+            .lock()
+            .handle(&socket, ack, event, args.get(1).copied(), binary);
+        closing.close();
         Ok(Handled)
-    }
-}
-
-fn count(event: ClientEvent, reply: &signalroom_core::Reply) {
-    match (&reply.event.payload, event) {
-        (Payload::JoinSuccess(_), _) => metrics::joined(),
-        (Payload::LeaveSuccess(_), _) => metrics::left(),
-        _ => {}
     }
 }
 
@@ -145,16 +121,8 @@ impl FromDisconnectParts<LocalAdapter> for Departed {
         {
             limits.socket_gone(s.id);
         }
-        let slow = {
-            let mut inner = hub.lock();
-            if inner.registry.membership(&s.id).is_some() {
-                metrics::left();
-            }
-            let deliveries = inner.registry.disconnect(&s.id);
-            inner.remove_socket(&s.id);
-            inner.deliver(&deliveries)
-        };
-        hub.drop_slow(slow);
+        let closing = hub.lock().remove_socket(&s.id);
+        closing.close();
         Ok(Departed)
     }
 }
