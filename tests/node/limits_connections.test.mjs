@@ -93,3 +93,32 @@ test('defaults: a hundred clients from one address are all admitted', async () =
   assert.equal(many.filter((c) => c.sock.connected).length, 100);
   many.forEach((c) => c.close());
 });
+
+test('--max-connections never exceeds what the open-file limit allows', async () => {
+  // 128 open files: a 5 % (at least 64) reserve leaves 64 places, whatever the flag says.
+  const { spawn } = await import('node:child_process');
+  const { BIN, REPO } = await import('../lib/server.mjs');
+  const proc = spawn('prlimit', ['--nofile=128:128', BIN, '--host', '127.0.0.1', '--port', '0', '--max-connections', '50000'],
+    { cwd: REPO, stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, RUST_LOG: 'error' } });
+  try {
+    const port = await withTimeout(new Promise((resolve) => {
+      proc.stdout.setEncoding('utf8');
+      proc.stdout.on('data', (t) => { const m = /127\.0\.0\.1:(\d+)/.exec(t); if (m) resolve(Number(m[1])); });
+    }), TIMEOUT_MS, 'listening line');
+    const url = `http://127.0.0.1:${port}`;
+    const deadline = Date.now() + 5000;
+    let cap;
+    // The gauge is set when the sweep starts, just after the listening line.
+    while (cap === undefined && Date.now() < deadline) {
+      const text = await new Promise((resolve, reject) => {
+        http.get(`${url}/metrics`, { agent: false }, (res) => { let t = ''; res.on('data', (c) => { t += c; }); res.on('end', () => resolve(t)); }).on('error', reject);
+      });
+      const m = /^signalroom_max_connections (\d+)$/m.exec(text);
+      if (m) cap = Number(m[1]);
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(cap, 64);
+  } finally {
+    proc.kill('SIGTERM');
+  }
+});
