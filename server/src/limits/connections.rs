@@ -112,13 +112,17 @@ impl Book {
         );
     }
 
-    /// A request of session `sid` arrived on `conn`: a poll or an upgrade
-    /// (`first_poll`), or a POST.
+    /// A request naming session `sid` arrived on `conn`: a poll or an upgrade
+    /// (`first_poll`), or a POST. Only a session that exists takes the
+    /// connection over; a made-up `sid` leaves the connection counted.
     pub fn session_request(&mut self, conn: u64, sid: Option<Sid>, first_poll: bool) {
-        self.release(conn);
-        if first_poll && let Some(p) = sid.and_then(|sid| self.polling.get_mut(&sid)) {
+        let Some(p) = sid.and_then(|sid| self.polling.get_mut(&sid)) else {
+            return;
+        };
+        if first_poll {
             p.polled = true;
         }
+        self.release(conn);
     }
 
     /// A Socket.IO socket connected.
@@ -209,6 +213,12 @@ mod tests {
         b.identify(2, A);
         b.session_request(2, Some(sid), true);
         assert_eq!(b.total(), 1);
+        // A made-up session id does not take a connection out of the count.
+        b.open(3);
+        b.session_request(3, Some(Sid::new()), true);
+        b.session_request(3, None, false);
+        assert_eq!(b.total(), 2);
+        b.release(3);
         b.socket_connected(sid);
         b.socket_gone(sid);
         b.release(1);

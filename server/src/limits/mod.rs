@@ -113,7 +113,7 @@ impl Limits {
         };
         let total = wanted.min(by_files.max(1));
         if total < wanted && flags.max_connections > 0 {
-            tracing::warn!(
+            tracing::info!(
                 max_connections = total,
                 open_files = files,
                 "--max-connections lowered to what the open-file limit allows"
