@@ -15,12 +15,14 @@
 pub mod error;
 pub mod membership;
 pub mod protocol;
+pub mod rate;
 pub mod registry;
 pub mod time;
 pub mod tracker;
 pub mod validate;
 
 pub use error::{Error, ErrorBody, ErrorCode};
+pub use rate::{EventRate, EventRateConfig, Verdict};
 pub use registry::{
     ChangeKind, ClientEvent, Config, Delivery, LeaveReason, Outcome, Registry, Reply, RoomChange,
 };

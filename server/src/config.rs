@@ -75,6 +75,10 @@ pub struct Config {
     /// Engine.IO ping timeout in seconds.
     #[arg(long, env = "SIGNALROOM_PING_TIMEOUT", default_value_t = 20.0, value_parser = seconds)]
     pub ping_timeout: f64,
+
+    /// The abuse limits (handshake timeout, event rate, connection caps, REST rate).
+    #[command(flatten)]
+    pub limits: crate::LimitFlags,
 }
 
 /// A parsed `--ice-servers` list (a newtype so clap treats it as one value).
@@ -162,6 +166,13 @@ mod tests {
         assert_eq!(c.max_body_bytes, 65_536);
         assert!(c.ice_servers.0.is_empty());
         assert!(c.cors_origins.is_empty());
+        assert_eq!(c.limits.handshake_timeout, 10.0);
+        assert_eq!(c.limits.max_events_per_second, 200);
+        assert_eq!(c.limits.event_burst, 2000);
+        assert_eq!(c.limits.max_connections, 50_000);
+        assert_eq!(c.limits.max_connections_per_ip, 0);
+        assert_eq!(c.limits.rest_rate_per_ip, 0);
+        assert!(c.limits.trusted_proxies.is_empty());
     }
 
     #[test]
