@@ -34,6 +34,12 @@ pub enum ErrorCode {
     RoomMismatch,
     /// A REST body is not `application/json`.
     UnsupportedMediaType,
+    /// A missing or invalid access token.
+    Unauthorized,
+    /// The access token does not allow this room or peer_id.
+    Forbidden,
+    /// The access token expired before the join.
+    TokenExpired,
 }
 
 impl ErrorCode {
@@ -52,11 +58,14 @@ impl ErrorCode {
             Self::InvalidJson => "invalid_json",
             Self::RoomMismatch => "room_mismatch",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::TokenExpired => "token_expired",
         }
     }
 
     /// Every code, for metrics that list them all.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 15] = [
         Self::InvalidPayload,
         Self::MissingFields,
         Self::InvalidField,
@@ -69,6 +78,9 @@ impl ErrorCode {
         Self::InvalidJson,
         Self::RoomMismatch,
         Self::UnsupportedMediaType,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::TokenExpired,
     ];
 }
 
@@ -178,6 +190,30 @@ pub enum Error {
     /// A REST body that is not `application/json`.
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    /// A missing, malformed, badly signed, expired or not yet valid access token.
+    #[error("Unauthorized: {reason}")]
+    Unauthorized {
+        /// Why, in words.
+        reason: String,
+    },
+    /// A join (socket) after the access token's `exp`.
+    #[error("Token expired")]
+    TokenExpired,
+    /// The access token is for another room.
+    #[error("Token does not allow room {room_name}")]
+    ForbiddenRoom {
+        /// The room asked for.
+        room_name: String,
+    },
+    /// The access token is for another peer_id.
+    #[error("Token does not allow peer_id {peer_id}")]
+    ForbiddenPeer {
+        /// The peer_id asked for.
+        peer_id: String,
+    },
+    /// The access token is for one room and may not list them all.
+    #[error("Token does not allow listing every room")]
+    ForbiddenListing,
 }
 
 impl Error {
@@ -200,6 +236,11 @@ impl Error {
             Self::InvalidJson { .. } => ErrorCode::InvalidJson,
             Self::RoomMismatch { .. } => ErrorCode::RoomMismatch,
             Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Self::Unauthorized { .. } => ErrorCode::Unauthorized,
+            Self::TokenExpired => ErrorCode::TokenExpired,
+            Self::ForbiddenRoom { .. } | Self::ForbiddenPeer { .. } | Self::ForbiddenListing => {
+                ErrorCode::Forbidden
+            }
         }
     }
 
@@ -210,6 +251,8 @@ impl Error {
             ErrorCode::PeerNotFound | ErrorCode::RoomNotFound => 404,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,
+            ErrorCode::Forbidden => 403,
             _ => 400,
         }
     }

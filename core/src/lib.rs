@@ -11,6 +11,7 @@
 //! `web-client`) only move bytes, so everything here is tested natively and
 //! the same code compiles for `wasm32-unknown-unknown`.
 
+pub mod access;
 pub mod error;
 pub mod protocol;
 pub mod registry;
@@ -18,6 +19,7 @@ pub mod time;
 pub mod tracker;
 pub mod validate;
 
+pub use access::{Grant, Turn};
 pub use error::{Error, ErrorBody, ErrorCode};
 pub use registry::{ClientEvent, Config, Delivery, Outcome, Registry, Reply};
 pub use time::Timestamp;

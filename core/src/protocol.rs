@@ -161,6 +161,8 @@ pub struct HttpJoinSuccess {
     pub version: u64,
     /// When the lease runs out unless renewed (RFC 3339).
     pub expires_at: String,
+    /// ICE servers the server recommends (with TURN credentials when TURN is on).
+    pub ice_servers: Vec<IceServer>,
 }
 
 /// Every event name the server emits.

@@ -17,6 +17,7 @@ use std::hash::Hash;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::access::{Grant, Turn, check};
 use crate::error::{Error, ErrorBody};
 use crate::protocol::{
     Event, EventName, HttpJoinSuccess, IceServer, JoinSuccess, LeaveSuccess, Payload, Peer,
@@ -38,6 +39,8 @@ pub struct Config {
     pub http_peer_ttl_ms: u64,
     /// ICE servers handed to every joiner.
     pub ice_servers: Vec<IceServer>,
+    /// TURN credentials minted for every joiner, after `ice_servers`.
+    pub turn: Option<Turn>,
 }
 
 impl Default for Config {
@@ -47,6 +50,7 @@ impl Default for Config {
             max_signal_bytes: 64 * 1024,
             http_peer_ttl_ms: 60_000,
             ice_servers: Vec::new(),
+            turn: None,
         }
     }
 }
@@ -288,6 +292,8 @@ pub struct Registry<C> {
     sessions: HashMap<C, Session>,
     /// (expiry, room, peer_id) of every HTTP peer.
     leases: BTreeSet<(Timestamp, String, String)>,
+    /// The access-token claims of connections that presented one.
+    grants: HashMap<C, Grant>,
 }
 
 impl<C: Clone + Eq + Hash> Registry<C> {
@@ -298,7 +304,14 @@ impl<C: Clone + Eq + Hash> Registry<C> {
             rooms: BTreeMap::new(),
             sessions: HashMap::new(),
             leases: BTreeSet::new(),
+            grants: HashMap::new(),
         }
+    }
+
+    /// Records the claims of the token `conn` connected with: every later
+    /// join of `conn` is checked against them. Forgotten on [`Self::disconnect`].
+    pub fn grant(&mut self, conn: &C, grant: Grant) {
+        self.grants.insert(conn.clone(), grant);
     }
 
     /// The settings it runs with.
@@ -359,7 +372,10 @@ impl<C: Clone + Eq + Hash> Registry<C> {
 
     /// Joins `conn` to a room, leaving any other room first.
     pub fn join(&mut self, conn: &C, req: JoinRequest, now: Timestamp) -> Outcome<C> {
-        if let Err(error) = self.check_join(conn, &req) {
+        let granted = check(self.grants.get(conn), |g| {
+            g.allows_join(&req.room_name, &req.peer_id, now)
+        });
+        if let Err(error) = granted.and_then(|()| self.check_join(conn, &req)) {
             let body = error.body(Some(&req.room_name));
             return Outcome::reply(Reply::error(EventName::JoinRoomError, body), Vec::new());
         }
@@ -378,7 +394,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                     mode: req.updates,
                 };
                 deliveries = room.rename(i, &req.username, Some(conn));
-                let reply = self.join_success(&req);
+                let reply = self.join_success(&req, now);
                 return Outcome::reply(reply, deliveries);
             }
             Some(_) => deliveries = self.remove_conn(conn),
@@ -396,7 +412,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 peer_id: req.peer_id.clone(),
             },
         );
-        let reply = self.join_success(&req);
+        let reply = self.join_success(&req, now);
         Outcome::reply(reply, deliveries)
     }
 
@@ -455,7 +471,17 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         Ok(())
     }
 
-    fn join_success(&self, req: &JoinRequest) -> Reply {
+    /// The ICE servers for `peer_id` joining at `now`: the configured list,
+    /// then its own TURN credentials when TURN is on.
+    fn ice_servers(&self, peer_id: &str, now: Timestamp) -> Vec<IceServer> {
+        let mut servers = self.config.ice_servers.clone();
+        if let Some(turn) = &self.config.turn {
+            servers.push(turn.ice_server(peer_id, now));
+        }
+        servers
+    }
+
+    fn join_success(&self, req: &JoinRequest, now: Timestamp) -> Reply {
         let room = &self.rooms[&req.room_name];
         Reply::emitted(
             EventName::JoinRoomSuccess,
@@ -466,7 +492,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 total_peers: room.members.len(),
                 max_peers: self.config.max_peers,
                 version: room.version,
-                ice_servers: self.config.ice_servers.clone(),
+                ice_servers: self.ice_servers(&req.peer_id, now),
             }),
         )
     }
@@ -490,6 +516,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
 
     /// A connection is gone: remove it as `leave_room` would, telling only the others.
     pub fn disconnect(&mut self, conn: &C) -> Vec<Delivery<C>> {
+        self.grants.remove(conn);
         self.remove_conn(conn)
     }
 
@@ -580,6 +607,18 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         body: &Value,
         now: Timestamp,
     ) -> (Result<HttpJoinSuccess, Rejection>, Vec<Delivery<C>>) {
+        self.http_join_granted(path_room, body, None, now)
+    }
+
+    /// [`Self::http_join`] for a request that carried an access token:
+    /// checked against `grant` after the body, before capacity.
+    pub fn http_join_granted(
+        &mut self,
+        path_room: &str,
+        body: &Value,
+        grant: Option<&Grant>,
+        now: Timestamp,
+    ) -> (Result<HttpJoinSuccess, Rejection>, Vec<Delivery<C>>) {
         let req = match parse_http_join(path_room, body) {
             Ok(req) => req,
             Err(r) => return (Err(r), Vec::new()),
@@ -590,6 +629,9 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 room_name: Some(req.room_name.clone()),
             })
         };
+        if let Err(error) = check(grant, |g| g.allows_join(&req.room_name, &req.peer_id, now)) {
+            return (reject(error), Vec::new());
+        }
         let expires_at = now.plus_ms(self.config.http_peer_ttl_ms);
         let existing = self.rooms.get(&req.room_name).and_then(|room| {
             room.position(&req.peer_id)
@@ -635,11 +677,12 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         let room = &self.rooms[&req.room_name];
         let reply = HttpJoinSuccess {
             room_name: room.name.clone(),
-            peer_id: req.peer_id,
+            peer_id: req.peer_id.clone(),
             peers: room.peers(),
             total_peers: room.members.len(),
             version: room.version,
             expires_at: expires_at.to_rfc3339(),
+            ice_servers: self.ice_servers(&req.peer_id, now),
         };
         (Ok(reply), deliveries)
     }
@@ -650,6 +693,18 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         room_name: &str,
         peer_id: &str,
     ) -> Result<Vec<Delivery<C>>, Error> {
+        self.http_leave_granted(room_name, peer_id, None)
+    }
+
+    /// [`Self::http_leave`] for a request that carried an access token:
+    /// `forbidden` outside its room or `sub`, before `peer_not_found`.
+    pub fn http_leave_granted(
+        &mut self,
+        room_name: &str,
+        peer_id: &str,
+        grant: Option<&Grant>,
+    ) -> Result<Vec<Delivery<C>>, Error> {
+        check(grant, |g| g.allows_delete(room_name, peer_id))?;
         let is_http = self.rooms.get(room_name).is_some_and(|room| {
             room.position(peer_id)
                 .is_some_and(|i| matches!(room.members[i].holder, Holder::Http { .. }))
@@ -719,3 +774,6 @@ impl<C: Clone + Eq + Hash> Registry<C> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod access_tests;

@@ -10,12 +10,16 @@ use std::sync::Arc;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use signalroom_core::Error;
+use signalroom_core::access::check;
+use signalroom_core::{Error, Grant};
 
+use crate::access::Access;
+use crate::access::rest::{MaybeGrant, require_token};
 use crate::hub::{Hub, now};
 use crate::metrics;
 
@@ -29,15 +33,20 @@ pub struct Api {
 }
 
 /// The REST routes (the demo page and Socket.IO are layered on by the caller).
-pub fn routes(api: Api) -> Router {
-    Router::new()
+/// With `access`, every `/api/webrtc/*` route needs a bearer token.
+pub fn routes(api: Api, access: Option<Arc<Access>>) -> Router {
+    let mut webrtc = Router::new()
         .route("/api/webrtc/rooms", get(list_rooms))
         .route("/api/webrtc/rooms/{room_name}", get(get_room))
         .route("/api/webrtc/rooms/{room_name}/join", post(join_room))
         .route(
             "/api/webrtc/rooms/{room_name}/peers/{peer_id}",
             delete(remove_peer),
-        )
+        );
+    if let Some(access) = access {
+        webrtc = webrtc.route_layer(from_fn_with_state(access, require_token));
+    }
+    webrtc
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
         .with_state(api)
@@ -54,15 +63,23 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn list_rooms(State(api): State<Api>) -> Response {
+/// The request's grant, when tokens are on.
+fn grant(g: &MaybeGrant) -> Option<&Grant> {
+    g.as_ref().map(|axum::Extension(g)| g)
+}
+
+async fn list_rooms(State(api): State<Api>, g: MaybeGrant) -> Result<Response, ApiError> {
+    check(grant(&g), Grant::allows_listing).map_err(ApiError)?;
     let rooms = api.hub.lock().registry.rooms();
-    Json(rooms).into_response()
+    Ok(Json(rooms).into_response())
 }
 
 async fn get_room(
     State(api): State<Api>,
+    g: MaybeGrant,
     Path(room_name): Path<String>,
 ) -> Result<Response, ApiError> {
+    check(grant(&g), |g| g.allows_room(&room_name)).map_err(ApiError)?;
     let room = api.hub.lock().registry.room(&room_name).map_err(ApiError)?;
     Ok(Json(room).into_response())
 }
@@ -77,6 +94,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 async fn join_room(
     State(api): State<Api>,
+    g: MaybeGrant,
     Path(room_name): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -104,7 +122,10 @@ async fn join_room(
     })?;
     let (result, slow) = {
         let mut inner = api.hub.lock();
-        let (result, deliveries) = inner.registry.http_join(&room_name, &value, now());
+        let (result, deliveries) =
+            inner
+                .registry
+                .http_join_granted(&room_name, &value, grant(&g), now());
         (result, inner.deliver(&deliveries))
     };
     api.hub.drop_slow(slow);
@@ -120,13 +141,14 @@ async fn join_room(
 
 async fn remove_peer(
     State(api): State<Api>,
+    g: MaybeGrant,
     Path((room_name, peer_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let slow = {
         let mut inner = api.hub.lock();
         let deliveries = inner
             .registry
-            .http_leave(&room_name, &peer_id)
+            .http_leave_granted(&room_name, &peer_id, grant(&g))
             .map_err(ApiError)?;
         inner.deliver(&deliveries)
     };

@@ -5,6 +5,7 @@
 //! Every rule lives in the core's registry; this crate moves bytes, keeps the
 //! clock and the lease timer, and serves files.
 
+mod access;
 pub mod config;
 mod http;
 mod hub;
@@ -25,24 +26,41 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::services::ServeDir;
 
-pub use config::Config;
-use hub::{Hub, now};
+pub use access::mint as mint_token;
+pub use config::{Command, Config};
+use hub::Hub;
+pub use hub::now;
 
 /// Builds the whole application: REST routes, Socket.IO, the demo page, CORS.
 /// Returns the router and the Socket.IO handle (for shutdown).
-pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
+pub fn app(config: &Config) -> Result<(Router, SocketIo, Arc<Hub>)> {
     metrics::install();
     let hub = Arc::new(Hub::new(config.registry()));
-    let (io_layer, io) = SocketIo::builder()
+    let access = config
+        .auth_secret()
+        .map(access::Access::new)
+        .transpose()?
+        .map(Arc::new);
+    let mut builder = SocketIo::builder()
         .ping_interval(Config::seconds(config.ping_interval))
         .ping_timeout(Config::seconds(config.ping_timeout))
         .max_payload(config.max_message_bytes as u64)
         .ws_max_message_size(config.max_message_bytes)
         .ws_max_frame_size(config.max_message_bytes)
         .max_buffer_size(config.max_queued_packets)
-        .with_state(hub.clone())
-        .build_layer();
-    io.ns("/", socket::on_connect.with(socket::register));
+        .with_state(hub.clone());
+    if let Some(access) = &access {
+        builder = builder.with_state(access.clone());
+    }
+    let (io_layer, io) = builder.build_layer();
+    if access.is_some() {
+        let handler = socket::on_connect
+            .with(socket::register)
+            .with(access::socket::authenticate);
+        io.ns("/", handler);
+    } else {
+        io.ns("/", socket::on_connect.with(socket::register));
+    }
     hub.lock().set_io(io.clone());
 
     let api = http::Api {
@@ -65,11 +83,11 @@ pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
             .allow_methods(Any)
             .allow_headers(Any)
     };
-    let router = http::routes(api)
+    let router = http::routes(api, access)
         .fallback_service(ServeDir::new(&config.www_dir))
         .layer(io_layer)
         .layer(cors);
-    (router, io, hub)
+    Ok((router, io, hub))
 }
 
 /// Removes expired HTTP peers at the moment their leases run out.
@@ -104,7 +122,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let (router, io, hub) = app(&config);
+    let (router, io, hub) = app(&config)?;
     let timer = tokio::spawn(expire_leases(hub));
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, www = %config.www_dir, "signalroom listening");

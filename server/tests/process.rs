@@ -70,6 +70,13 @@ fn help_lists_every_flag() {
         "--max-queued-packets",
         "--shutdown-timeout",
         "SIGNALROOM_MAX_PEERS",
+        "--auth-secret",
+        "--auth-secret-file",
+        "SIGNALROOM_AUTH_SECRET",
+        "--turn-secret",
+        "--turn-urls",
+        "--turn-ttl",
+        "token",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
     }

@@ -98,3 +98,14 @@ pub fn chromium() -> Result<()> {
         &["install", "-y", "-qq", "chromium", "chromium-driver"],
     )
 }
+
+/// Debian's coturn (`turnserver`, `turnutils_uclient`) for the TURN credential tests.
+pub fn coturn() -> Result<()> {
+    if Path::new("/usr/bin/turnserver").exists() && Path::new("/usr/bin/turnutils_uclient").exists()
+    {
+        return Ok(());
+    }
+    let root = root();
+    run(&root, "apt-get", &["update", "-qq"])?;
+    run(&root, "apt-get", &["install", "-y", "-qq", "coturn"])
+}
