@@ -95,6 +95,10 @@ pub(crate) struct ClientState {
     rejoin_attempt: u32,
     rejoin_timer: Option<JsValue>,
     closed: bool,
+    /// The server refused the token: no reconnecting until the next `join()`.
+    refused: bool,
+    /// Rejecters of joins sent while not connected: a refused token rejects them.
+    awaiting_connect: Vec<Function>,
     on_peers: Vec<Function>,
     on_signal: Vec<Function>,
     on_error: Vec<Function>,
@@ -126,7 +130,10 @@ impl SignalroomClient {
         let io_options = Object::new();
         let _ = js_sys::Reflect::set(&io_options, &"forceNew".into(), &JsValue::TRUE);
         if options.is_object() {
-            Object::assign(&io_options, &Object::from(options));
+            Object::assign(&io_options, &Object::from(options.clone()));
+        }
+        if let Some(auth) = crate::auth::auth_option(&get(&options, "token")) {
+            let _ = js_sys::Reflect::set(&io_options, &"auth".into(), &auth);
         }
         let socket = js::io(url, &io_options)
             .map_err(|_| error("invalid_url", "Cannot connect to that URL"))?;
@@ -140,6 +147,8 @@ impl SignalroomClient {
             rejoin_attempt: 0,
             rejoin_timer: None,
             closed: false,
+            refused: false,
+            awaiting_connect: Vec::new(),
             on_peers: Vec::new(),
             on_signal: Vec::new(),
             on_error: Vec::new(),
@@ -160,10 +169,16 @@ impl SignalroomClient {
         #[wasm_bindgen(unchecked_param_type = "string")] peer_id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] username: JsValue,
     ) -> Promise {
+        reconnect_if_refused(&self.shared);
         let weak = Rc::downgrade(&self.shared);
         let payload = join_payload(&room_name, &peer_id, &username);
         Promise::new(&mut |resolve: Function, reject: Function| {
             let weak = weak.clone();
+            if let Ok(mut s) = self.shared.try_borrow_mut()
+                && !s.socket.connected()
+            {
+                s.awaiting_connect.push(reject.clone());
+            }
             request(
                 &self.shared,
                 "join_room",
@@ -478,6 +493,24 @@ fn on_event(shared: &Shared, socket: &Socket, event: &str, handler: fn(&Shared, 
 
 fn listen(shared: &Shared, socket: &Socket) {
     on_event(shared, socket, "connect", |shared, _| connected(shared));
+    on_event(shared, socket, "connect_error", |shared, err| {
+        if !crate::auth::is_refusal(&err) {
+            return;
+        }
+        let waiting = match shared.try_borrow_mut() {
+            Ok(mut s) => {
+                s.refused = true;
+                // What was queued for this connection is not sent on a later one.
+                let _ = js_sys::Reflect::set(&s.socket, &"sendBuffer".into(), &Array::new());
+                std::mem::take(&mut s.awaiting_connect)
+            }
+            Err(_) => return,
+        };
+        let refusal = error("unauthorized", "The server refused the access token");
+        connection_state(shared, "disconnected");
+        call_all(&waiting, &[&refusal]);
+        report(shared, &refusal);
+    });
     on_event(shared, socket, "disconnect", |shared, reason| {
         let reconnect = match shared.try_borrow_mut() {
             Ok(mut s) => {
@@ -526,6 +559,19 @@ fn listen(shared: &Shared, socket: &Socket) {
     on_event(shared, socket, "signal", incoming_signal);
 }
 
+/// After a refused token, `join()` connects again (calling a token function anew).
+fn reconnect_if_refused(shared: &Shared) {
+    let socket = match shared.try_borrow_mut() {
+        Ok(mut s) if s.refused && !s.closed => {
+            s.refused = false;
+            s.socket.clone()
+        }
+        _ => return,
+    };
+    connection_state(shared, "connecting");
+    socket.connect();
+}
+
 fn connection_state(shared: &Shared, state: &str) {
     let listeners = match shared.try_borrow() {
         Ok(s) => s.on_connection.clone(),
@@ -545,6 +591,7 @@ pub(crate) fn report(shared: &Shared, e: &JsValue) {
 fn connected(shared: &Shared) {
     let rejoin = match shared.try_borrow_mut() {
         Ok(mut s) => {
+            s.awaiting_connect.clear();
             let again = s.ever_connected;
             s.ever_connected = true;
             s.rejoin_attempt = 0;
