@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The stable, machine-readable error codes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -272,6 +273,7 @@ impl Error {
 }
 
 /// An error as sent: `{error, code, room_name?, missing?}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorBody {
     /// The human text.
@@ -283,6 +285,7 @@ pub struct ErrorBody {
     pub room_name: Option<String>,
     /// For `missing_fields`: which fields, in protocol order.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
     pub missing: Option<Vec<Field>>,
 }
 

@@ -10,6 +10,7 @@ pub mod config;
 mod http;
 mod hub;
 mod metrics;
+mod openapi;
 mod socket;
 
 use std::future::Future;
