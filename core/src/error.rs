@@ -41,6 +41,12 @@ pub enum ErrorCode {
     Forbidden,
     /// The access token expired before the join.
     TokenExpired,
+    /// Too many events or requests in too short a time.
+    RateLimited,
+    /// The server holds as many connections as it may.
+    ServerFull,
+    /// The client's address holds as many connections as it may.
+    TooManyConnections,
 }
 
 impl ErrorCode {
@@ -62,11 +68,14 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::TokenExpired => "token_expired",
+            Self::RateLimited => "rate_limited",
+            Self::ServerFull => "server_full",
+            Self::TooManyConnections => "too_many_connections",
         }
     }
 
     /// Every code, for metrics that list them all.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 18] = [
         Self::InvalidPayload,
         Self::MissingFields,
         Self::InvalidField,
@@ -82,6 +91,9 @@ impl ErrorCode {
         Self::Unauthorized,
         Self::Forbidden,
         Self::TokenExpired,
+        Self::RateLimited,
+        Self::ServerFull,
+        Self::TooManyConnections,
     ];
 }
 
@@ -117,6 +129,12 @@ pub enum Error {
     /// A join field with a control character.
     #[error("Field {field} contains control characters")]
     ControlCharacters {
+        /// The field.
+        field: Field,
+    },
+    /// A field given in a URL path whose percent-encoding is not UTF-8 (`%ff`).
+    #[error("Field {field} is not valid UTF-8")]
+    NotUtf8 {
         /// The field.
         field: Field,
     },
@@ -215,6 +233,15 @@ pub enum Error {
     /// The access token is for one room and may not list them all.
     #[error("Token does not allow listing every room")]
     ForbiddenListing,
+    /// A connection or address over its event or request rate.
+    #[error("Too many requests, slow down")]
+    RateLimited,
+    /// A new connection while the server is at `--max-connections`.
+    #[error("Server is full, try again later")]
+    ServerFull,
+    /// A new connection from an address at `--max-connections-per-ip`.
+    #[error("Too many connections from your address")]
+    TooManyConnections,
 }
 
 impl Error {
@@ -225,9 +252,10 @@ impl Error {
                 ErrorCode::InvalidPayload
             }
             Self::MissingFields { .. } => ErrorCode::MissingFields,
-            Self::NotAString { .. } | Self::TooLong { .. } | Self::ControlCharacters { .. } => {
-                ErrorCode::InvalidField
-            }
+            Self::NotAString { .. }
+            | Self::TooLong { .. }
+            | Self::ControlCharacters { .. }
+            | Self::NotUtf8 { .. } => ErrorCode::InvalidField,
             Self::RoomFull { .. } => ErrorCode::RoomFull,
             Self::PeerIdTaken { .. } => ErrorCode::PeerIdTaken,
             Self::NotInRoom => ErrorCode::NotInRoom,
@@ -242,6 +270,9 @@ impl Error {
             Self::ForbiddenRoom { .. } | Self::ForbiddenPeer { .. } | Self::ForbiddenListing => {
                 ErrorCode::Forbidden
             }
+            Self::RateLimited => ErrorCode::RateLimited,
+            Self::ServerFull => ErrorCode::ServerFull,
+            Self::TooManyConnections => ErrorCode::TooManyConnections,
         }
     }
 
@@ -254,6 +285,8 @@ impl Error {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,
             ErrorCode::Forbidden => 403,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::ServerFull | ErrorCode::TooManyConnections => 503,
             _ => 400,
         }
     }
@@ -349,5 +382,22 @@ mod tests {
             409
         );
         assert_eq!(Error::NotAnObject.http_status(), 400);
+        assert_eq!(Error::RateLimited.http_status(), 429);
+        assert_eq!(Error::ServerFull.http_status(), 503);
+        assert_eq!(Error::TooManyConnections.http_status(), 503);
+    }
+
+    #[test]
+    fn limit_texts_match_the_contract() {
+        assert_eq!(
+            Error::RateLimited.to_string(),
+            "Too many requests, slow down"
+        );
+        assert_eq!(Error::RateLimited.code().as_str(), "rate_limited");
+        assert_eq!(Error::ServerFull.code().as_str(), "server_full");
+        assert_eq!(
+            Error::TooManyConnections.code().as_str(),
+            "too_many_connections"
+        );
     }
 }

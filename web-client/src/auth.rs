@@ -11,6 +11,7 @@
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 
+use crate::client::Shared;
 use crate::js::{get_str, object};
 
 /// The socket.io-client `auth` option for the app's `token` option: `{token}`
@@ -38,6 +39,18 @@ pub(crate) fn auth_option(token: &JsValue) -> Option<JsValue> {
         }
     });
     Some(auth.into_js_value())
+}
+
+/// After a refused token, `join()` connects again (calling a token function anew).
+pub(crate) fn reconnect_if_refused(shared: &Shared) {
+    let socket = match shared.try_borrow_mut() {
+        Ok(mut s) if s.refused && !s.closed => {
+            s.refused = false;
+            s.socket.clone()
+        }
+        _ => return,
+    };
+    socket.connect();
 }
 
 /// Whether a `connect_error` is the server refusing the token.

@@ -16,6 +16,7 @@ pub fn all() -> Result<()> {
     let python = setup::python_venv()?;
     setup::chromium()?;
     setup::coturn()?;
+    setup::nftables()?;
 
     run(&root, "cargo", &["test", "--workspace"])?;
     // The core must stay sans-I/O: prove it builds for the browser.

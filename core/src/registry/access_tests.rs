@@ -39,6 +39,8 @@ fn join_at(
     now: Timestamp,
 ) -> Outcome<u32> {
     let raw = RawValue::from_string(payload.to_string()).expect("json");
+    // Every connection of these tests is open (connecting twice is harmless).
+    r.connect(&conn);
     r.handle(&conn, ClientEvent::JoinRoom, Some(&raw), false, now)
 }
 
