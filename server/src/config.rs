@@ -106,6 +106,14 @@ pub struct Config {
     #[arg(long, env = "SIGNALROOM_TURN_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..=604_800))]
     pub turn_ttl: u64,
 
+    /// POST every room change to this URL (http://; repeat or comma-separate for several).
+    #[arg(long = "webhook-url", env = "SIGNALROOM_WEBHOOK_URLS", value_delimiter = ',', value_parser = webhook_url)]
+    pub webhook_urls: Vec<axum::http::Uri>,
+
+    /// Sign webhook bodies: X-Signalroom-Signature: sha256=<hex of HMAC-SHA256(secret, body)>.
+    #[arg(long, env = "SIGNALROOM_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret)]
+    pub webhook_secret: Option<Secret>,
+
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -143,6 +151,18 @@ fn secret(text: &str) -> Result<Secret, String> {
         return Err("the secret must not be empty".into());
     }
     Ok(Secret(text.to_owned()))
+}
+
+fn webhook_url(text: &str) -> Result<axum::http::Uri, String> {
+    let uri: axum::http::Uri = text
+        .parse()
+        .map_err(|e| format!("not a URL: {text:?} ({e})"))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(format!(
+            "expected http://host[:port]/path, got {text:?} (https: put a TLS proxy in front)"
+        ));
+    }
+    Ok(uri)
 }
 
 fn secret_file(path: &str) -> Result<Secret, String> {

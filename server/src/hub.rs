@@ -35,6 +35,8 @@ pub struct Inner {
     /// Rooms and memberships.
     pub registry: Registry<Sid>,
     sockets: HashMap<Sid, SocketRef>,
+    /// Where room changes are POSTed, when `--webhook-url` is given.
+    pub webhooks: Option<crate::webhooks::Webhooks>,
 }
 
 /// Shared server state, cloned into every handler as an `Arc`.
@@ -79,6 +81,7 @@ impl Hub {
             inner: Mutex::new(Inner {
                 registry: Registry::new(config),
                 sockets: HashMap::new(),
+                webhooks: None,
             }),
             leases_changed: Notify::new(),
         }
@@ -243,6 +246,9 @@ impl Inner {
     /// happened, never a renewal, an identical rejoin or a rename.
     pub fn count_changes(&mut self) {
         for change in self.registry.take_changes() {
+            if let Some(webhooks) = &self.webhooks {
+                webhooks.push(&change, now());
+            }
             match change.kind {
                 ChangeKind::PeerJoined(_) => metrics::joined(),
                 ChangeKind::PeerLeft { .. } => metrics::left(),

@@ -15,6 +15,7 @@ mod metrics;
 mod openapi;
 mod origin;
 mod socket;
+mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,6 +42,10 @@ pub use limits::{LimitFlags, TrustedProxy};
 fn app(config: &Config) -> Result<(Router, SocketIo, Arc<Hub>, Arc<Limits>)> {
     metrics::install();
     let hub = Arc::new(Hub::new(config.registry()));
+    if !config.webhook_urls.is_empty() {
+        let secret = config.webhook_secret.as_ref().map(|s| s.0.clone());
+        hub.lock().webhooks = Some(webhooks::Webhooks::start(&config.webhook_urls, secret));
+    }
     let limits = Arc::new(Limits::new(&config.limits));
     let access = config
         .auth_secret()

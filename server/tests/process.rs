@@ -83,6 +83,9 @@ fn help_lists_every_flag() {
         "--turn-secret",
         "--turn-urls",
         "--turn-ttl",
+        "--webhook-url",
+        "--webhook-secret",
+        "SIGNALROOM_WEBHOOK_URLS",
         "token",
         "SIGNALROOM_HANDSHAKE_TIMEOUT",
     ] {
