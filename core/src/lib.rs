@@ -21,6 +21,7 @@ pub mod registry;
 pub mod time;
 pub mod tracker;
 pub mod validate;
+pub mod webhook;
 
 pub use access::{Grant, Turn};
 pub use error::{Error, ErrorBody, ErrorCode};

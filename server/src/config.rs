@@ -72,6 +72,16 @@ pub struct Config {
     #[arg(long, env = "SIGNALROOM_SHUTDOWN_TIMEOUT", default_value_t = 5.0, value_parser = seconds)]
     pub shutdown_timeout: f64,
 
+    /// POST every room change to this URL (repeat, or comma-separate, for several);
+    /// see docs/protocol.md "Webhooks".
+    #[arg(long = "webhook-url", env = "SIGNALROOM_WEBHOOK_URLS", value_delimiter = ',', value_parser = webhook_url)]
+    pub webhook_urls: Vec<String>,
+
+    /// Sign each webhook body with HMAC-SHA256 under this secret
+    /// (`X-Signalroom-Signature: sha256=<hex>`).
+    #[arg(long, env = "SIGNALROOM_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
     /// Engine.IO ping timeout in seconds.
     #[arg(long, env = "SIGNALROOM_PING_TIMEOUT", default_value_t = 20.0, value_parser = seconds)]
     pub ping_timeout: f64,
@@ -105,14 +115,6 @@ pub struct Config {
     /// How long minted TURN credentials are valid, in seconds (60 to 604800).
     #[arg(long, env = "SIGNALROOM_TURN_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..=604_800))]
     pub turn_ttl: u64,
-
-    /// POST every room change to this URL (http://; repeat or comma-separate for several).
-    #[arg(long = "webhook-url", env = "SIGNALROOM_WEBHOOK_URLS", value_delimiter = ',', value_parser = webhook_url)]
-    pub webhook_urls: Vec<axum::http::Uri>,
-
-    /// Sign webhook bodies: X-Signalroom-Signature: sha256=<hex of HMAC-SHA256(secret, body)>.
-    #[arg(long, env = "SIGNALROOM_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret)]
-    pub webhook_secret: Option<Secret>,
 
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -153,18 +155,6 @@ fn secret(text: &str) -> Result<Secret, String> {
     Ok(Secret(text.to_owned()))
 }
 
-fn webhook_url(text: &str) -> Result<axum::http::Uri, String> {
-    let uri: axum::http::Uri = text
-        .parse()
-        .map_err(|e| format!("not a URL: {text:?} ({e})"))?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none() {
-        return Err(format!(
-            "expected http://host[:port]/path, got {text:?} (https: put a TLS proxy in front)"
-        ));
-    }
-    Ok(uri)
-}
-
 fn secret_file(path: &str) -> Result<Secret, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let text = text
@@ -182,6 +172,16 @@ fn ice_servers(text: &str) -> Result<IceServers, String> {
     serde_json::from_str(text)
         .map(IceServers)
         .map_err(|e| format!("expected a JSON list of {{urls, username?, credential?}}: {e}"))
+}
+
+/// An absolute `http://` or `https://` URL.
+fn webhook_url(text: &str) -> Result<String, String> {
+    match reqwest::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Ok(text.to_owned())
+        }
+        _ => Err(format!("expected an http:// or https:// URL, got {text:?}")),
+    }
 }
 
 /// The most any byte limit may be (64 MiB).

@@ -36,16 +36,14 @@ use hub::Hub;
 pub use hub::now;
 use limits::Limits;
 pub use limits::{LimitFlags, TrustedProxy};
+use webhooks::Webhooks;
 
 /// Builds the whole application: REST routes, Socket.IO, the demo page, CORS.
 /// Returns the router, the Socket.IO handle (for shutdown) and the shared state.
 fn app(config: &Config) -> Result<(Router, SocketIo, Arc<Hub>, Arc<Limits>)> {
     metrics::install();
-    let hub = Arc::new(Hub::new(config.registry()));
-    if !config.webhook_urls.is_empty() {
-        let secret = config.webhook_secret.as_ref().map(|s| s.0.clone());
-        hub.lock().webhooks = Some(webhooks::Webhooks::start(&config.webhook_urls, secret));
-    }
+    let webhooks = Webhooks::start(&config.webhook_urls, config.webhook_secret.as_deref())?;
+    let hub = Arc::new(Hub::new(config.registry(), webhooks));
     let limits = Arc::new(Limits::new(&config.limits));
     let access = config
         .auth_secret()
