@@ -717,5 +717,9 @@ impl<C: Clone + Eq + Hash> Registry<C> {
     }
 }
 
+#[cfg(any(test, feature = "invariants"))]
+#[doc(hidden)]
+pub mod invariants;
+
 #[cfg(test)]
 mod tests;

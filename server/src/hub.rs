@@ -217,7 +217,7 @@ fn is_full<T>(result: &Result<T, SendError>) -> bool {
 }
 
 /// Serializes a payload once, to be copied verbatim into every packet.
-fn encode(payload: &Payload) -> Option<Box<RawValue>> {
+pub(crate) fn encode(payload: &Payload) -> Option<Box<RawValue>> {
     match to_raw_value(payload) {
         Ok(raw) => Some(raw),
         Err(e) => {

@@ -6,9 +6,12 @@
 //! clock and the lease timer, and serves files.
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod hub;
 mod metrics;
+mod runtime_stats;
 mod socket;
 
 use std::future::Future;

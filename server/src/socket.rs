@@ -15,8 +15,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
-use signalroom_core::ClientEvent;
 use signalroom_core::protocol::Payload;
+use signalroom_core::{ClientEvent, Outcome, Registry, Timestamp};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, SocketRef, State};
 use socketioxide::handler::{FromDisconnectParts, FromMessage, FromMessageParts, Value};
@@ -55,31 +55,14 @@ impl FromMessage<LocalAdapter> for Handled {
             Ok(ack) => ack,
             Err(never) => match never {},
         };
-        let Value::Str(text, bins) = &v else {
-            return Ok(Handled);
-        };
-        let binary = bins.as_ref().is_some_and(|b: &VecDeque<_>| !b.is_empty());
-        let Ok(args) = serde_json::from_str::<Vec<&RawValue>>(text.as_str()) else {
-            return Ok(Handled);
-        };
-        let Some(event) = args
-            .first()
-            .and_then(|name| serde_json::from_str::<&str>(name.get()).ok())
-            .and_then(ClientEvent::from_name)
-        else {
-            // Unknown events are ignored, as the protocol says.
+        let Some(cmd) = decode(&v) else {
+            // Unknown events and unreadable packets are ignored, as the protocol says.
             return Ok(Handled);
         };
         let socket = SocketRef::from(s.clone());
         let slow = {
             let mut inner = hub.lock();
-            let outcome =
-                inner
-                    .registry
-                    .handle(&socket.id, event, args.get(1).copied(), binary, now());
-            if let Some(reply) = &outcome.reply {
-                count(event, reply);
-            }
+            let outcome = cmd.run(&mut inner.registry, &socket.id, now());
             let mut slow = match &outcome.reply {
                 Some(reply) => inner.answer(&socket, ack, reply),
                 None => Vec::new(),
@@ -92,11 +75,53 @@ impl FromMessage<LocalAdapter> for Handled {
     }
 }
 
-fn count(event: ClientEvent, reply: &signalroom_core::Reply) {
-    match (&reply.event.payload, event) {
-        (Payload::JoinSuccess(_), _) => metrics::joined(),
-        (Payload::LeaveSuccess(_), _) => metrics::left(),
-        _ => {}
+/// A client event read from a Socket.IO packet's value, as the registry takes it.
+/// Shared by the live path ([`Handled`]) and the fuzz entry point (`crate::fuzzing`).
+pub(crate) struct Command<'a> {
+    event: ClientEvent,
+    /// The event's arguments, its name first.
+    args: Vec<&'a RawValue>,
+    /// The packet carried binary attachments.
+    binary: bool,
+}
+
+/// Reads a packet's value: `None` for events signalroom ignores or a value
+/// that is not a JSON array led by a name.
+pub(crate) fn decode(v: &Value) -> Option<Command<'_>> {
+    let Value::Str(text, bins) = v else {
+        return None;
+    };
+    let binary = bins.as_ref().is_some_and(|b: &VecDeque<_>| !b.is_empty());
+    let args = serde_json::from_str::<Vec<&RawValue>>(text.as_str()).ok()?;
+    let event = args
+        .first()
+        .and_then(|name| serde_json::from_str::<&str>(name.get()).ok())
+        .and_then(ClientEvent::from_name)?;
+    Some(Command {
+        event,
+        args,
+        binary,
+    })
+}
+
+impl Command<'_> {
+    /// Runs the event through the registry for `conn` and counts the result.
+    pub(crate) fn run<C: Clone + Eq + std::hash::Hash>(
+        &self,
+        registry: &mut Registry<C>,
+        conn: &C,
+        now: Timestamp,
+    ) -> Outcome<C> {
+        let payload = self.args.get(1).copied();
+        let outcome = registry.handle(conn, self.event, payload, self.binary, now);
+        if let Some(reply) = &outcome.reply {
+            match reply.event.payload {
+                Payload::JoinSuccess(_) => metrics::joined(),
+                Payload::LeaveSuccess(_) => metrics::left(),
+                _ => {}
+            }
+        }
+        outcome
     }
 }
 
