@@ -6,17 +6,29 @@
 //! others, in the order they must be sent. Nothing here does I/O, reads a
 //! clock or locks: the server owns sockets, timers and the one lock around it.
 //!
+//! Connections are opened with [`Registry::connect`] and closed with
+//! [`Registry::disconnect`]; a closed connection's commands change nothing.
+//! (Transports may hand over a dead connection's last queued packets after
+//! its close was handled; without this rule a `join_room` among them would
+//! leave a ghost peer that no disconnect ever removes.)
+//!
 //! Invariants (property-tested in `tests`): no empty room exists; no room is
-//! over capacity; a connection is in at most one room; peer ids are unique per
-//! room; a room's version grows by exactly one per change of its list, and each
-//! change is announced to every member exactly once.
+//! over capacity; a connection is in at most one room, and only while open;
+//! peer ids are unique per room; a room's version grows by exactly one per
+//! change of its list, and each change is announced to every member exactly
+//! once and recorded once as a [`RoomChange`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod changes;
+
+pub use changes::{ChangeKind, LeaveReason, RoomChange};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::access::{Grant, Turn, check};
 use crate::error::{Error, ErrorBody};
 use crate::protocol::{
     Event, EventName, HttpJoinSuccess, IceServer, JoinSuccess, LeaveSuccess, Payload, Peer,
@@ -38,6 +50,8 @@ pub struct Config {
     pub http_peer_ttl_ms: u64,
     /// ICE servers handed to every joiner.
     pub ice_servers: Vec<IceServer>,
+    /// TURN credentials minted for every joiner, after `ice_servers`.
+    pub turn: Option<Turn>,
 }
 
 impl Default for Config {
@@ -47,6 +61,7 @@ impl Default for Config {
             max_signal_bytes: 64 * 1024,
             http_peer_ttl_ms: 60_000,
             ice_servers: Vec::new(),
+            turn: None,
         }
     }
 }
@@ -119,6 +134,12 @@ impl Reply {
         Self::emitted(name, Payload::Error(body))
     }
 
+    /// `event`'s `*_error` for a request refused before its payload was read
+    /// (a rate limit), so with no `room_name`.
+    pub fn refused(event: ClientEvent, error: &Error) -> Self {
+        Self::error(event.error_event(), error.body(None))
+    }
+
     /// The error this reply reports, if it is one.
     pub fn error_body(&self) -> Option<&ErrorBody> {
         match &self.event.payload {
@@ -147,6 +168,14 @@ pub struct Outcome<C> {
 }
 
 impl<C> Outcome<C> {
+    /// Nothing to send: the command came from a closed connection.
+    fn nothing() -> Self {
+        Self {
+            reply: None,
+            deliveries: Vec::new(),
+        }
+    }
+
     fn reply(reply: Reply, deliveries: Vec<Delivery<C>>) -> Self {
         Self {
             reply: Some(reply),
@@ -214,11 +243,8 @@ impl<C: Clone + PartialEq> Room<C> {
         }
     }
 
-    /// Gives entry `i` a new username and announces it; nothing if unchanged.
+    /// Gives entry `i` a new username and announces it.
     fn rename(&mut self, i: usize, username: &str, quiet: Option<&C>) -> Vec<Delivery<C>> {
-        if self.members[i].peer.username == username {
-            return Vec::new();
-        }
         self.members[i].peer.username = username.to_owned();
         let peer = self.members[i].peer.clone();
         self.announce(Change::Joined(&peer), quiet)
@@ -288,6 +314,12 @@ pub struct Registry<C> {
     sessions: HashMap<C, Session>,
     /// (expiry, room, peer_id) of every HTTP peer.
     leases: BTreeSet<(Timestamp, String, String)>,
+    /// The access-token claims of connections that presented one.
+    grants: HashMap<C, Grant>,
+    /// Connections that are open: only these may join.
+    open: HashSet<C>,
+    /// Changes not yet taken by [`Registry::take_changes`].
+    changes: Vec<RoomChange>,
 }
 
 impl<C: Clone + Eq + Hash> Registry<C> {
@@ -298,7 +330,32 @@ impl<C: Clone + Eq + Hash> Registry<C> {
             rooms: BTreeMap::new(),
             sessions: HashMap::new(),
             leases: BTreeSet::new(),
+            grants: HashMap::new(),
+            open: HashSet::new(),
+            changes: Vec::new(),
         }
+    }
+
+    /// Records the claims of the token `conn` connected with: every later
+    /// join of `conn` is checked against them. Forgotten when it closes.
+    pub fn grant(&mut self, conn: &C, grant: Grant) {
+        self.grants.insert(conn.clone(), grant);
+    }
+
+    /// A connection opened: from now on its commands are handled.
+    pub fn connect(&mut self, conn: &C) {
+        self.open.insert(conn.clone());
+    }
+
+    /// Whether `conn` is open (connected and not yet disconnected or dropped).
+    pub fn is_open(&self, conn: &C) -> bool {
+        self.open.contains(conn)
+    }
+
+    /// The changes made since the last call, oldest first. The adapter drains
+    /// them after every command (they accumulate otherwise).
+    pub fn take_changes(&mut self) -> Vec<RoomChange> {
+        std::mem::take(&mut self.changes)
     }
 
     /// The settings it runs with.
@@ -317,15 +374,23 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         binary: bool,
         now: Timestamp,
     ) -> Outcome<C> {
+        if !self.is_open(conn) {
+            return Outcome::nothing();
+        }
         match event {
             ClientEvent::JoinRoom => {
-                let request = if binary {
-                    Err(Rejection {
+                let request = parse_join_text(payload);
+                let request = match request {
+                    // Binary attachments are refused, naming the room when the
+                    // text part named a valid one, as every join error does.
+                    _ if binary => Err(Rejection {
                         error: Error::BinaryAttachments,
-                        room_name: None,
-                    })
-                } else {
-                    parse_join_text(payload)
+                        room_name: match request {
+                            Ok(r) => Some(r.room_name),
+                            Err(r) => r.room_name,
+                        },
+                    }),
+                    request => request,
                 };
                 match request {
                     Ok(request) => self.join(conn, request, now),
@@ -357,9 +422,16 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         }
     }
 
-    /// Joins `conn` to a room, leaving any other room first.
+    /// Joins `conn` to a room, leaving any other room first. A closed
+    /// connection gets nothing.
     pub fn join(&mut self, conn: &C, req: JoinRequest, now: Timestamp) -> Outcome<C> {
-        if let Err(error) = self.check_join(conn, &req) {
+        if !self.is_open(conn) {
+            return Outcome::nothing();
+        }
+        let granted = check(self.grants.get(conn), |g| {
+            g.allows_join(&req.room_name, &req.peer_id, now)
+        });
+        if let Err(error) = granted.and_then(|()| self.check_join(conn, &req)) {
             let body = error.body(Some(&req.room_name));
             return Outcome::reply(Reply::error(EventName::JoinRoomError, body), Vec::new());
         }
@@ -377,11 +449,18 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                     conn: conn.clone(),
                     mode: req.updates,
                 };
-                deliveries = room.rename(i, &req.username, Some(conn));
-                let reply = self.join_success(&req);
+                deliveries = self.rename(&req.room_name, i, &req.username, Some(conn));
+                let reply = self.join_success(&req, now);
                 return Outcome::reply(reply, deliveries);
             }
-            Some(_) => deliveries = self.remove_conn(conn),
+            Some(s) => {
+                let reason = if s.room_name == req.room_name {
+                    LeaveReason::Left
+                } else {
+                    LeaveReason::Moved
+                };
+                deliveries = self.remove_conn(conn, reason);
+            }
             None => {}
         }
         let holder = Holder::Socket {
@@ -396,7 +475,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 peer_id: req.peer_id.clone(),
             },
         );
-        let reply = self.join_success(&req);
+        let reply = self.join_success(&req, now);
         Outcome::reply(reply, deliveries)
     }
 
@@ -418,6 +497,13 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 version: 0,
                 members: Vec::new(),
             });
+        if room.members.is_empty() {
+            self.changes.push(RoomChange {
+                room_name: req.room_name.clone(),
+                version: 1,
+                kind: ChangeKind::RoomStarted,
+            });
+        }
         let peer = Peer {
             peer_id: req.peer_id.clone(),
             username: req.username.clone(),
@@ -427,7 +513,37 @@ impl<C: Clone + Eq + Hash> Registry<C> {
             peer: peer.clone(),
             holder,
         });
-        room.announce(Change::Joined(&peer), quiet)
+        let deliveries = room.announce(Change::Joined(&peer), quiet);
+        self.changes.push(RoomChange {
+            room_name: req.room_name.clone(),
+            version: room.version,
+            kind: ChangeKind::PeerJoined(peer),
+        });
+        deliveries
+    }
+
+    /// Gives entry `i` of a room a new username, announces and records it;
+    /// nothing if unchanged.
+    fn rename(
+        &mut self,
+        room_name: &str,
+        i: usize,
+        username: &str,
+        quiet: Option<&C>,
+    ) -> Vec<Delivery<C>> {
+        let Some(room) = self.rooms.get_mut(room_name) else {
+            return Vec::new();
+        };
+        if room.members[i].peer.username == username {
+            return Vec::new();
+        }
+        let deliveries = room.rename(i, username, quiet);
+        self.changes.push(RoomChange {
+            room_name: room.name.clone(),
+            version: room.version,
+            kind: ChangeKind::PeerUpdated(room.members[i].peer.clone()),
+        });
+        deliveries
     }
 
     fn check_join(&self, conn: &C, req: &JoinRequest) -> Result<(), Error> {
@@ -455,7 +571,17 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         Ok(())
     }
 
-    fn join_success(&self, req: &JoinRequest) -> Reply {
+    /// The ICE servers for `peer_id` joining at `now`: the configured list,
+    /// then its own TURN credentials when TURN is on.
+    fn ice_servers(&self, peer_id: &str, now: Timestamp) -> Vec<IceServer> {
+        let mut servers = self.config.ice_servers.clone();
+        if let Some(turn) = &self.config.turn {
+            servers.push(turn.ice_server(peer_id, now));
+        }
+        servers
+    }
+
+    fn join_success(&self, req: &JoinRequest, now: Timestamp) -> Reply {
         let room = &self.rooms[&req.room_name];
         Reply::emitted(
             EventName::JoinRoomSuccess,
@@ -466,7 +592,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 total_peers: room.members.len(),
                 max_peers: self.config.max_peers,
                 version: room.version,
-                ice_servers: self.config.ice_servers.clone(),
+                ice_servers: self.ice_servers(&req.peer_id, now),
             }),
         )
     }
@@ -477,7 +603,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
             let body = Error::NotInRoom.body(None);
             return Outcome::reply(Reply::error(EventName::LeaveRoomError, body), Vec::new());
         };
-        let deliveries = self.remove_conn(conn);
+        let deliveries = self.remove_conn(conn, LeaveReason::Left);
         let reply = Reply::emitted(
             EventName::LeaveRoomSuccess,
             Payload::LeaveSuccess(LeaveSuccess {
@@ -488,20 +614,38 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         Outcome::reply(reply, deliveries)
     }
 
-    /// A connection is gone: remove it as `leave_room` would, telling only the others.
+    /// A connection is gone: it is closed, and removed from its room as
+    /// `leave_room` would, telling only the others.
     pub fn disconnect(&mut self, conn: &C) -> Vec<Delivery<C>> {
-        self.remove_conn(conn)
+        self.close(conn, LeaveReason::Disconnected)
     }
 
-    fn remove_conn(&mut self, conn: &C) -> Vec<Delivery<C>> {
+    /// A connection that cannot keep up (its queue is full) is dropped: closed
+    /// at once, like [`Registry::disconnect`], with the reason `dropped`.
+    pub fn drop_connection(&mut self, conn: &C) -> Vec<Delivery<C>> {
+        self.close(conn, LeaveReason::Dropped)
+    }
+
+    fn close(&mut self, conn: &C, reason: LeaveReason) -> Vec<Delivery<C>> {
+        self.open.remove(conn);
+        self.grants.remove(conn);
+        self.remove_conn(conn, reason)
+    }
+
+    fn remove_conn(&mut self, conn: &C, reason: LeaveReason) -> Vec<Delivery<C>> {
         let Some(session) = self.sessions.remove(conn) else {
             return Vec::new();
         };
-        self.remove_member(&session.room_name, &session.peer_id)
+        self.remove_member(&session.room_name, &session.peer_id, reason)
     }
 
-    /// Removes an entry and announces it; deletes the room when it empties.
-    fn remove_member(&mut self, room_name: &str, peer_id: &str) -> Vec<Delivery<C>> {
+    /// Removes an entry, announces and records it; deletes the room when it empties.
+    fn remove_member(
+        &mut self,
+        room_name: &str,
+        peer_id: &str,
+        reason: LeaveReason,
+    ) -> Vec<Delivery<C>> {
         let Some(room) = self.rooms.get_mut(room_name) else {
             return Vec::new();
         };
@@ -513,11 +657,29 @@ impl<C: Clone + Eq + Hash> Registry<C> {
             self.leases
                 .remove(&(expires_at, room_name.to_owned(), peer_id.to_owned()));
         }
+        let left = |version| RoomChange {
+            room_name: room_name.to_owned(),
+            version,
+            kind: ChangeKind::PeerLeft {
+                peer_id: peer_id.to_owned(),
+                reason,
+            },
+        };
         if room.members.is_empty() {
+            // Nobody is left to tell, but the change still counts.
+            let version = room.version + 1;
             self.rooms.remove(room_name);
+            self.changes.push(left(version));
+            self.changes.push(RoomChange {
+                room_name: room_name.to_owned(),
+                version,
+                kind: ChangeKind::RoomFinished,
+            });
             return Vec::new();
         }
-        room.announce(Change::Left(peer_id), None)
+        let deliveries = room.announce(Change::Left(peer_id), None);
+        self.changes.push(left(room.version));
+        deliveries
     }
 
     /// `get_peers`: the caller's room as it is now.
@@ -580,6 +742,18 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         body: &Value,
         now: Timestamp,
     ) -> (Result<HttpJoinSuccess, Rejection>, Vec<Delivery<C>>) {
+        self.http_join_granted(path_room, body, None, now)
+    }
+
+    /// [`Self::http_join`] for a request that carried an access token:
+    /// checked against `grant` after the body, before capacity.
+    pub fn http_join_granted(
+        &mut self,
+        path_room: &str,
+        body: &Value,
+        grant: Option<&Grant>,
+        now: Timestamp,
+    ) -> (Result<HttpJoinSuccess, Rejection>, Vec<Delivery<C>>) {
         let req = match parse_http_join(path_room, body) {
             Ok(req) => req,
             Err(r) => return (Err(r), Vec::new()),
@@ -590,6 +764,9 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 room_name: Some(req.room_name.clone()),
             })
         };
+        if let Err(error) = check(grant, |g| g.allows_join(&req.room_name, &req.peer_id, now)) {
+            return (reject(error), Vec::new());
+        }
         let expires_at = now.plus_ms(self.config.http_peer_ttl_ms);
         let existing = self.rooms.get(&req.room_name).and_then(|room| {
             room.position(&req.peer_id)
@@ -602,7 +779,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 room.members[i].holder = Holder::Http { expires_at };
                 self.leases
                     .remove(&(old, req.room_name.clone(), req.peer_id.clone()));
-                room.rename(i, &req.username, None)
+                self.rename(&req.room_name, i, &req.username, None)
             }
             holder => {
                 let count = self
@@ -635,11 +812,12 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         let room = &self.rooms[&req.room_name];
         let reply = HttpJoinSuccess {
             room_name: room.name.clone(),
-            peer_id: req.peer_id,
+            peer_id: req.peer_id.clone(),
             peers: room.peers(),
             total_peers: room.members.len(),
             version: room.version,
             expires_at: expires_at.to_rfc3339(),
+            ice_servers: self.ice_servers(&req.peer_id, now),
         };
         (Ok(reply), deliveries)
     }
@@ -650,6 +828,18 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         room_name: &str,
         peer_id: &str,
     ) -> Result<Vec<Delivery<C>>, Error> {
+        self.http_leave_granted(room_name, peer_id, None)
+    }
+
+    /// [`Self::http_leave`] for a request that carried an access token:
+    /// `forbidden` outside its room or `sub`, before `peer_not_found`.
+    pub fn http_leave_granted(
+        &mut self,
+        room_name: &str,
+        peer_id: &str,
+        grant: Option<&Grant>,
+    ) -> Result<Vec<Delivery<C>>, Error> {
+        check(grant, |g| g.allows_delete(room_name, peer_id))?;
         let is_http = self.rooms.get(room_name).is_some_and(|room| {
             room.position(peer_id)
                 .is_some_and(|i| matches!(room.members[i].holder, Holder::Http { .. }))
@@ -660,7 +850,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 room_name: room_name.to_owned(),
             });
         }
-        Ok(self.remove_member(room_name, peer_id))
+        Ok(self.remove_member(room_name, peer_id, LeaveReason::Deleted))
     }
 
     /// Removes every HTTP peer whose lease ran out at or before `now`.
@@ -671,7 +861,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 break;
             }
             self.leases.pop_first();
-            deliveries.extend(self.remove_member(&room, &peer));
+            deliveries.extend(self.remove_member(&room, &peer, LeaveReason::Expired));
         }
         deliveries
     }
@@ -723,3 +913,6 @@ pub mod invariants;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod access_tests;

@@ -24,6 +24,9 @@ enum Op {
     },
     Leave(u8),
     Disconnect(u8),
+    Connect(u8),
+    /// The adapter drops a slow connection.
+    Drop(u8),
     Signal {
         conn: u8,
         to: u8,
@@ -70,10 +73,13 @@ fuzz_target!(|input: (u8, Vec<Op>)| {
         max_peers: usize::from(cap % 4) + 1,
         max_signal_bytes: 16,
         http_peer_ttl_ms: 1_000,
-        ice_servers: Vec::new(),
+        ..Config::default()
     });
     let mut w = Witness::default();
     let mut now = T0;
+    for conn in 0..6 {
+        r.connect(&conn);
+    }
     for op in ops.into_iter().take(200) {
         match op {
             Op::Join {
@@ -112,9 +118,14 @@ fuzz_target!(|input: (u8, Vec<Op>)| {
                 let o = r.handle(&conn, ClientEvent::LeaveRoom, None, false, now);
                 w.outcome(&conn, &o);
             }
-            Op::Disconnect(conn) => {
+            Op::Connect(conn) => r.connect(&(conn % 6)),
+            Op::Disconnect(conn) | Op::Drop(conn) => {
                 let conn = conn % 6;
-                let d = r.disconnect(&conn);
+                let d = if matches!(op, Op::Drop(_)) {
+                    r.drop_connection(&conn)
+                } else {
+                    r.disconnect(&conn)
+                };
                 w.disconnected(&conn);
                 w.deliveries(&d);
             }
@@ -170,6 +181,7 @@ fuzz_target!(|input: (u8, Vec<Op>)| {
                 w.outcome(&conn, &o);
             }
         }
+        r.take_changes();
         w.check(&r);
     }
 });

@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         max_peers: 3,
         max_signal_bytes: 64,
         http_peer_ttl_ms: 1_000,
-        ice_servers: Vec::new(),
+        ..Config::default()
     });
     let mut w = Witness::default();
     let records: Vec<&[u8]> = data.split(|b| *b == 0x1e).take(64).collect();

@@ -3,7 +3,7 @@
 //! A live event goes: engine.io message text -> socketioxide's parser
 //! (`socketioxide-parser-common`, the one socketioxide itself runs, with its
 //! default limits) -> the adapter's [`decode`](crate::socket::decode) ->
-//! [`Command::run`](crate::socket::Command) on the registry -> each reply and
+//! the registry's `handle` (what `Hub::handle` runs) -> each reply and
 //! delivery payload encoded once. [`Harness::packet`] runs exactly those
 //! steps, the same functions the live path calls, minus the sockets: what it
 //! does not exercise is socketioxide's transport and the emit calls. Hidden
@@ -61,6 +61,10 @@ impl Harness {
         attachments: &[&[u8]],
         now: Timestamp,
     ) -> Option<Outcome<u32>> {
+        if !self.parsers.contains_key(&conn) {
+            // A new connection: the server opens it in the registry on connect.
+            self.registry.connect(&conn);
+        }
         let state = self.parsers.entry(conn).or_default();
         let mut parsed = CommonParser.decode_str(&self.config, state, Str::from(text.to_owned()));
         for bin in attachments {
@@ -92,7 +96,11 @@ impl Harness {
             return Some(self.closed(conn));
         }
         let cmd = decode(&value)?;
-        let outcome = cmd.run(&mut self.registry, &conn, now);
+        let outcome = self
+            .registry
+            .handle(&conn, cmd.event, cmd.payload(), cmd.binary, now);
+        // The hub takes the changes after every command (metrics, webhooks).
+        self.registry.take_changes();
         if let Some(reply) = &outcome.reply {
             assert!(encode(&reply.event.payload).is_some(), "unencodable reply");
         }
@@ -112,6 +120,7 @@ impl Harness {
     pub fn disconnect(&mut self, conn: u32) -> Vec<Delivery<u32>> {
         self.parsers.remove(&conn);
         let deliveries = self.registry.disconnect(&conn);
+        self.registry.take_changes();
         encode_all(&deliveries);
         deliveries
     }

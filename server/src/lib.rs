@@ -5,14 +5,20 @@
 //! Every rule lives in the core's registry; this crate moves bytes, keeps the
 //! clock and the lease timer, and serves files.
 
+mod access;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
 mod hub;
+mod limits;
+mod listen;
 mod metrics;
+mod openapi;
+mod origin;
 mod runtime_stats;
 mod socket;
+mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,32 +27,54 @@ use std::sync::Arc;
 use anyhow::Result;
 use axum::Router;
 use axum::http::HeaderValue;
-use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 use socketioxide::handler::ConnectHandler;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::services::ServeDir;
 
-pub use config::Config;
-use hub::{Hub, now};
+pub use access::mint as mint_token;
+pub use config::{Command, Config};
+use hub::Hub;
+pub use hub::now;
+use limits::Limits;
+pub use limits::{LimitFlags, TrustedProxy};
+use webhooks::Webhooks;
 
 /// Builds the whole application: REST routes, Socket.IO, the demo page, CORS.
-/// Returns the router and the Socket.IO handle (for shutdown).
-pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
+/// Returns the router, the Socket.IO handle (for shutdown) and the shared state.
+fn app(config: &Config) -> Result<(Router, SocketIo, Arc<Hub>, Arc<Limits>)> {
     metrics::install();
-    let hub = Arc::new(Hub::new(config.registry()));
-    let (io_layer, io) = SocketIo::builder()
+    let webhooks = Webhooks::start(&config.webhook_urls, config.webhook_secret.as_deref())?;
+    let hub = Arc::new(Hub::new(config.registry(), webhooks));
+    let limits = Arc::new(Limits::new(&config.limits));
+    let access = config
+        .auth_secret()
+        .map(access::Access::new)
+        .transpose()?
+        .map(Arc::new);
+    let mut builder = limits
+        .configure(SocketIo::builder())
         .ping_interval(Config::seconds(config.ping_interval))
         .ping_timeout(Config::seconds(config.ping_timeout))
         .max_payload(config.max_message_bytes as u64)
         .ws_max_message_size(config.max_message_bytes)
         .ws_max_frame_size(config.max_message_bytes)
-        .max_buffer_size(config.max_queued_packets)
+        .max_buffer_size(config.max_queued_packets as usize)
         .with_state(hub.clone())
-        .build_layer();
-    io.ns("/", socket::on_connect.with(socket::register));
-    hub.lock().set_io(io.clone());
+        .with_state(limits.clone());
+    if let Some(access) = &access {
+        builder = builder.with_state(access.clone());
+    }
+    let (io_layer, io) = builder.build_layer();
+    if access.is_some() {
+        let handler = socket::on_connect
+            .with(socket::register)
+            .with(access::socket::authenticate);
+        io.ns("/", handler);
+    } else {
+        io.ns("/", socket::on_connect.with(socket::register));
+    }
 
     let api = http::Api {
         hub: hub.clone(),
@@ -68,11 +96,18 @@ pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
             .allow_methods(Any)
             .allow_headers(Any)
     };
-    let router = http::routes(api)
+    let origins = origin::AllowedOrigins(Arc::new(config.cors_origins.clone()));
+    let router = http::routes(api, access)
         .fallback_service(ServeDir::new(&config.www_dir))
         .layer(io_layer)
+        .layer(axum::middleware::from_fn_with_state(origins, origin::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.clone(),
+            limits::guard,
+        ))
+        .layer(axum::middleware::from_fn(limits::drain_refused))
         .layer(cors);
-    (router, io, hub)
+    Ok((router, io, hub, limits))
 }
 
 /// Removes expired HTTP peers at the moment their leases run out.
@@ -88,12 +123,12 @@ async fn expire_leases(hub: Arc<Hub>) {
         };
         tokio::select! {
             () = wait => {
-                let slow = {
+                let closing = {
                     let mut inner = hub.lock();
                     let deliveries = inner.registry.expire(now());
                     inner.deliver(&deliveries)
                 };
-                hub.drop_slow(slow);
+                closing.close();
             }
             () = hub.leases_changed.notified() => {}
         }
@@ -107,27 +142,14 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let (router, io, hub) = app(&config);
+    let (router, io, hub, limits) = app(&config)?;
     let timer = tokio::spawn(expire_leases(hub));
+    let sweep = tokio::spawn(limits.clone().sweep(io.clone()));
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, www = %config.www_dir, "signalroom listening");
-    // Signaling messages are small and latency-bound: without TCP_NODELAY a
-    // second small write waits ~40 ms for the peer's delayed ACK (Nagle).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     let grace = Config::seconds(config.shutdown_timeout);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: disconnecting clients");
-            if tokio::time::timeout(grace, io.close()).await.is_err() {
-                tracing::warn!("some clients did not take their close frame in time");
-            }
-        })
-        .await?;
+    listen::run(listener, router, limits, shutdown, io.close(), grace).await;
     timer.abort();
+    sweep.abort();
     Ok(())
 }

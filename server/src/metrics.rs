@@ -24,6 +24,12 @@ pub fn install() -> &'static PrometheusHandle {
         counter!("signalroom_leaves_total").absolute(0);
         counter!("signalroom_signals_relayed_total").absolute(0);
         counter!("signalroom_queue_full_total").absolute(0);
+        counter!("signalroom_origin_refused_total").absolute(0);
+        counter!("signalroom_webhooks_delivered_total").absolute(0);
+        counter!("signalroom_webhooks_retried_total").absolute(0);
+        for reason in ["retries", "rejected", "queue_full"] {
+            counter!("signalroom_webhooks_dropped_total", "reason" => reason).absolute(0);
+        }
         handle
     })
 }
@@ -43,12 +49,33 @@ pub fn error(code: ErrorCode) {
     counter!("signalroom_errors_total", "code" => code.as_str()).increment(1);
 }
 
-/// A `signal` relayed to its target.
+/// A `signal` queued for its target.
 pub fn signal_relayed() {
     counter!("signalroom_signals_relayed_total").increment(1);
 }
 
-/// Deliveries that recipients' full queues refused.
+/// A webhook answered 2xx.
+pub fn webhook_delivered() {
+    counter!("signalroom_webhooks_delivered_total").increment(1);
+}
+
+/// A webhook attempt that failed and will be tried again.
+pub fn webhook_retried() {
+    counter!("signalroom_webhooks_retried_total").increment(1);
+}
+
+/// A webhook given up: `retries` (failed every try), `rejected` (a status
+/// that is not retried) or `queue_full` (the oldest queued, dropped for a newer one).
+pub fn webhook_dropped(reason: &'static str) {
+    counter!("signalroom_webhooks_dropped_total", "reason" => reason).increment(1);
+}
+
+/// A Socket.IO request refused for its `Origin` (`--cors-origin`).
+pub fn origin_refused() {
+    counter!("signalroom_origin_refused_total").increment(1);
+}
+
+/// Connections dropped because their queue was full.
 pub fn dropped(count: usize) {
     counter!("signalroom_queue_full_total").increment(count as u64);
 }

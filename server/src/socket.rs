@@ -15,18 +15,22 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
-use signalroom_core::protocol::Payload;
-use signalroom_core::{ClientEvent, Outcome, Registry, Timestamp};
+use signalroom_core::{ClientEvent, Error, Reply, Verdict};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, SocketRef, State};
 use socketioxide::handler::{FromDisconnectParts, FromMessage, FromMessageParts, Value};
 use socketioxide::socket::{DisconnectReason, Socket};
 
-use crate::hub::{Hub, now};
-use crate::metrics;
+use crate::hub::Hub;
+use crate::limits::Limits;
 
 /// Registers the event handlers of a new connection.
-pub async fn register(socket: SocketRef, State(hub): State<Arc<Hub>>) -> Result<(), Infallible> {
+pub async fn register(
+    socket: SocketRef,
+    State(hub): State<Arc<Hub>>,
+    State(limits): State<Arc<Limits>>,
+) -> Result<(), Infallible> {
+    limits.socket_connected(&socket);
     socket.on_fallback(async |_: Handled| {});
     socket.on_disconnect(async |_: Departed| {});
     hub.lock().add_socket(socket);
@@ -55,34 +59,80 @@ impl FromMessage<LocalAdapter> for Handled {
             Ok(ack) => ack,
             Err(never) => match never {},
         };
+        // Every event counts towards the rate, unknown ones too.
+        let verdict = match State::<Arc<Limits>>::from_message_parts(&s, &mut v, &ack_id) {
+            Ok(State(limits)) => limits.event(&s),
+            Err(_) => Verdict::Allow,
+        };
         let Some(cmd) = decode(&v) else {
-            // Unknown events and unreadable packets are ignored, as the protocol says.
+            // Unknown events and unreadable packets are ignored, as the
+            // protocol says (a flooder is still cut off).
+            if verdict == Verdict::Disconnect {
+                s.clone().disconnect().ok();
+            }
             return Ok(Handled);
         };
+        let event = cmd.event;
         let socket = SocketRef::from(s.clone());
-        let slow = {
-            let mut inner = hub.lock();
-            let outcome = cmd.run(&mut inner.registry, &socket.id, now());
-            let mut slow = match &outcome.reply {
-                Some(reply) => inner.answer(&socket, ack, reply),
-                None => Vec::new(),
-            };
-            slow.extend(inner.deliver(&outcome.deliveries));
-            slow
-        };
-        hub.drop_slow(slow);
+        if verdict != Verdict::Allow {
+            // Refused without looking at the payload: nothing changes.
+            let reply = Reply::refused(event, &Error::RateLimited);
+            hub.lock().refuse(&socket, ack, &reply).close();
+            if verdict == Verdict::Disconnect {
+                socket.disconnect().ok();
+            }
+            return Ok(Handled);
+        }
+        let closing = hub
+            .lock()
+            .handle(&socket, ack, event, cmd.payload(), cmd.binary);
+        closing.close();
         Ok(Handled)
+    }
+}
+
+/// A closed connection, already removed from its room.
+pub struct Departed;
+
+impl FromDisconnectParts<LocalAdapter> for Departed {
+    type Error = Infallible;
+
+    fn from_disconnect_parts(
+        s: &Arc<Socket<LocalAdapter>>,
+        _: DisconnectReason,
+    ) -> Result<Self, Infallible> {
+        let Ok(State(hub)) =
+            State::<Arc<Hub>>::from_disconnect_parts(s, DisconnectReason::TransportClose)
+        else {
+            return Ok(Departed);
+        };
+        if let Ok(State(limits)) =
+            State::<Arc<Limits>>::from_disconnect_parts(s, DisconnectReason::TransportClose)
+        {
+            limits.socket_gone(s.id);
+        }
+        let closing = hub.lock().remove_socket(&s.id);
+        closing.close();
+        Ok(Departed)
     }
 }
 
 /// A client event read from a Socket.IO packet's value, as the registry takes it.
 /// Shared by the live path ([`Handled`]) and the fuzz entry point (`crate::fuzzing`).
 pub(crate) struct Command<'a> {
-    event: ClientEvent,
+    /// The event.
+    pub event: ClientEvent,
     /// The event's arguments, its name first.
     args: Vec<&'a RawValue>,
     /// The packet carried binary attachments.
-    binary: bool,
+    pub binary: bool,
+}
+
+impl<'a> Command<'a> {
+    /// The event's first argument, if any.
+    pub fn payload(&self) -> Option<&'a RawValue> {
+        self.args.get(1).copied()
+    }
 }
 
 /// Reads a packet's value: `None` for events signalroom ignores or a value
@@ -102,54 +152,4 @@ pub(crate) fn decode(v: &Value) -> Option<Command<'_>> {
         args,
         binary,
     })
-}
-
-impl Command<'_> {
-    /// Runs the event through the registry for `conn` and counts the result.
-    pub(crate) fn run<C: Clone + Eq + std::hash::Hash>(
-        &self,
-        registry: &mut Registry<C>,
-        conn: &C,
-        now: Timestamp,
-    ) -> Outcome<C> {
-        let payload = self.args.get(1).copied();
-        let outcome = registry.handle(conn, self.event, payload, self.binary, now);
-        if let Some(reply) = &outcome.reply {
-            match reply.event.payload {
-                Payload::JoinSuccess(_) => metrics::joined(),
-                Payload::LeaveSuccess(_) => metrics::left(),
-                _ => {}
-            }
-        }
-        outcome
-    }
-}
-
-/// A closed connection, already removed from its room.
-pub struct Departed;
-
-impl FromDisconnectParts<LocalAdapter> for Departed {
-    type Error = Infallible;
-
-    fn from_disconnect_parts(
-        s: &Arc<Socket<LocalAdapter>>,
-        _: DisconnectReason,
-    ) -> Result<Self, Infallible> {
-        let Ok(State(hub)) =
-            State::<Arc<Hub>>::from_disconnect_parts(s, DisconnectReason::TransportClose)
-        else {
-            return Ok(Departed);
-        };
-        let slow = {
-            let mut inner = hub.lock();
-            if inner.registry.membership(&s.id).is_some() {
-                metrics::left();
-            }
-            let deliveries = inner.registry.disconnect(&s.id);
-            inner.remove_socket(&s.id);
-            inner.deliver(&deliveries)
-        };
-        hub.drop_slow(slow);
-        Ok(Departed)
-    }
 }

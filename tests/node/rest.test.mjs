@@ -73,7 +73,8 @@ test('POST join: 200 {room_name, peer_id, peers, total_peers, version, expires_a
   const room = uniq('post-new');
   const res = await postJson(srv.url, joinPath(room), { peer_id: 'bot', username: 'Bot' });
   assert.equal(res.status, 200);
-  assert.deepEqual(Object.keys(res.json).sort(), ['expires_at', 'peer_id', 'peers', 'room_name', 'total_peers', 'version']);
+  assert.deepEqual(Object.keys(res.json).sort(), ['expires_at', 'ice_servers', 'peer_id', 'peers', 'room_name', 'total_peers', 'version']);
+  assert.deepEqual(res.json.ice_servers, [], 'REST join answers carry ice_servers always (PROTOCOL.md v1.1)');
   assert.equal(res.json.room_name, room);
   assert.equal(res.json.peer_id, 'bot');
   assert.equal(res.json.total_peers, 1);
@@ -169,6 +170,22 @@ test('POST join 400 invalid_field: the path room name checked like join_room', a
   const ok = await postJson(srv.url, joinPath('é'.repeat(64)), { peer_id: 'p', username: 'u' });
   assert.equal(ok.status, 200, '128 UTF-8 bytes is at the limit');
   assert.equal(ok.json.room_name, 'é'.repeat(64));
+});
+
+test('a path whose percent-encoding is not UTF-8 is a JSON 400 invalid_field, on every route', async () => {
+  const cases = [
+    ['POST', '/api/webrtc/rooms/%ff/join', 'room_name'],
+    ['GET', '/api/webrtc/rooms/%ff', 'room_name'],
+    ['DELETE', '/api/webrtc/rooms/%ff/peers/p', 'room_name'],
+    ['DELETE', `/api/webrtc/rooms/${uniq('utf8')}/peers/%C3%28`, 'peer_id'],
+  ];
+  for (const [method, path, field] of cases) {
+    const body = method === 'POST' ? JSON.stringify({ peer_id: 'p', username: 'u' }) : undefined;
+    const res = await request(srv.url, path, { method, body, headers: body ? { 'content-type': 'application/json' } : {} });
+    assert.equal(res.status, 400, `${method} ${path}`);
+    assert.match(String(res.headers['content-type']), /^application\/json/, `${method} ${path}`);
+    assert.deepEqual(res.json, { error: `Field ${field} is not valid UTF-8`, code: 'invalid_field' }, `${method} ${path}`);
+  }
 });
 
 test('POST join 409 room_full: HTTP and socket peers count towards capacity', async () => {

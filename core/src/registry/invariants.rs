@@ -142,6 +142,7 @@ impl<C: Clone + Eq + Hash + Debug> Witness<C> {
                         seen_conns.insert(conn, name).is_none(),
                         "conn {conn:?} in two rooms"
                     );
+                    assert!(r.is_open(conn), "closed conn {conn:?} holds an entry");
                     let s = &r.sessions[conn];
                     assert_eq!((&s.room_name, &s.peer_id), (name, &m.peer.peer_id));
                     let view = self.views.get(conn).cloned().unwrap_or_default();
