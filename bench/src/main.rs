@@ -8,6 +8,8 @@ mod http;
 mod procfs;
 mod scenarios;
 mod sio;
+mod soak;
+mod soak_client;
 mod stats;
 
 use anyhow::{Context, Result, bail};
@@ -104,6 +106,26 @@ enum Scenario {
         #[arg(long, value_enum, default_value_t = Updates::Full)]
         updates: Updates,
     },
+    /// Soak and leak check: cycles of clients that join, signal, leave and go
+    /// (some abandoned); the server's RSS, allocated bytes, fds, tasks and
+    /// registry sizes after each cycle (needs --pid). See bench/src/soak.rs.
+    Soak {
+        #[arg(long, default_value_t = 10)]
+        cycles: usize,
+        #[arg(long, default_value_t = 5000)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        room_size: usize,
+        /// Percent of clients on HTTP long-polling.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u8).range(0..=100))]
+        polling_pct: u8,
+        /// Percent of clients abandoned after joining (reclaimed by the heartbeat).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=100))]
+        abandoned_pct: u8,
+        /// Most seconds to wait after a cycle for the server to reclaim everything.
+        #[arg(long, default_value_t = 60.0)]
+        drain_s: f64,
+    },
 }
 
 /// Resolves `url` to a socket address and refuses anything that is not loopback.
@@ -158,6 +180,7 @@ fn scenario_name(s: &Scenario) -> &'static str {
         Scenario::Signal { .. } => "signal",
         Scenario::Idle { .. } => "idle",
         Scenario::Rest { .. } => "rest",
+        Scenario::Soak { .. } => "soak",
     }
 }
 
@@ -181,6 +204,9 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let run_secs = match &cli.scenario {
         Scenario::Churn { secs, .. } | Scenario::Signal { secs, .. } => *secs,
         Scenario::Idle { hold_s, .. } => *hold_s,
+        Scenario::Soak {
+            cycles, drain_s, ..
+        } => *cycles as f64 * (drain_s + 240.0),
         _ => 0.0,
     };
     let watchdog = Duration::from_secs_f64(
@@ -200,6 +226,8 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         Scenario::Churn { rooms, peers, .. } => rooms * peers,
         Scenario::Signal { pairs, .. } => pairs * 2,
         Scenario::Idle { connections, .. } => *connections,
+        // A polling client holds two connections.
+        Scenario::Soak { clients, .. } => clients * 2,
     };
     if need as u64 + 64 > nofile {
         bail!("{need} connections need more open files than the limit ({nofile})");
@@ -265,6 +293,24 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
                 http_conns,
                 updates,
             } => scenarios::rest(&t, label, rooms, peers, http_conns, updates, timeout).await,
+            Scenario::Soak {
+                cycles,
+                clients,
+                room_size,
+                polling_pct,
+                abandoned_pct,
+                drain_s,
+            } => {
+                let s = soak::Soak {
+                    cycles: cycles.clamp(1, 1000),
+                    clients,
+                    room_size,
+                    polling_pct: usize::from(polling_pct),
+                    abandoned_pct: usize::from(abandoned_pct),
+                    drain_s,
+                };
+                soak::run(&t, &s).await
+            }
         }
     })?;
     if let Some(o) = v.as_object_mut() {

@@ -907,6 +907,10 @@ impl<C: Clone + Eq + Hash> Registry<C> {
     }
 }
 
+#[cfg(any(test, feature = "invariants"))]
+#[doc(hidden)]
+pub mod invariants;
+
 #[cfg(test)]
 mod tests;
 

@@ -266,7 +266,7 @@ impl Inner {
 }
 
 /// Serializes a payload once, to be copied verbatim into every packet.
-fn encode(payload: &Payload) -> Option<Box<RawValue>> {
+pub(crate) fn encode(payload: &Payload) -> Option<Box<RawValue>> {
     match to_raw_value(payload) {
         Ok(raw) => Some(raw),
         Err(e) => {

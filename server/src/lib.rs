@@ -7,6 +7,8 @@
 
 mod access;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod hub;
 mod limits;
@@ -14,6 +16,7 @@ mod listen;
 mod metrics;
 mod openapi;
 mod origin;
+mod runtime_stats;
 mod socket;
 mod webhooks;
 

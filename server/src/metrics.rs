@@ -85,5 +85,6 @@ pub fn render(connections: usize, rooms: usize, peers: usize) -> String {
     gauge!("signalroom_connections").set(connections as f64);
     gauge!("signalroom_rooms").set(rooms as f64);
     gauge!("signalroom_peers").set(peers as f64);
+    crate::runtime_stats::record();
     install().render()
 }

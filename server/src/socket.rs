@@ -64,25 +64,15 @@ impl FromMessage<LocalAdapter> for Handled {
             Ok(State(limits)) => limits.event(&s),
             Err(_) => Verdict::Allow,
         };
-        let Value::Str(text, bins) = &v else {
-            return Ok(Handled);
-        };
-        let binary = bins.as_ref().is_some_and(|b: &VecDeque<_>| !b.is_empty());
-        let Ok(args) = serde_json::from_str::<Vec<&RawValue>>(text.as_str()) else {
-            return Ok(Handled);
-        };
-        let Some(event) = args
-            .first()
-            .and_then(|name| serde_json::from_str::<&str>(name.get()).ok())
-            .and_then(ClientEvent::from_name)
-        else {
-            // Unknown events are ignored, as the protocol says (a flooder is
-            // still cut off).
+        let Some(cmd) = decode(&v) else {
+            // Unknown events and unreadable packets are ignored, as the
+            // protocol says (a flooder is still cut off).
             if verdict == Verdict::Disconnect {
                 s.clone().disconnect().ok();
             }
             return Ok(Handled);
         };
+        let event = cmd.event;
         let socket = SocketRef::from(s.clone());
         if verdict != Verdict::Allow {
             // Refused without looking at the payload: nothing changes.
@@ -95,7 +85,7 @@ impl FromMessage<LocalAdapter> for Handled {
         }
         let closing = hub
             .lock()
-            .handle(&socket, ack, event, args.get(1).copied(), binary);
+            .handle(&socket, ack, event, cmd.payload(), cmd.binary);
         closing.close();
         Ok(Handled)
     }
@@ -125,4 +115,41 @@ impl FromDisconnectParts<LocalAdapter> for Departed {
         closing.close();
         Ok(Departed)
     }
+}
+
+/// A client event read from a Socket.IO packet's value, as the registry takes it.
+/// Shared by the live path ([`Handled`]) and the fuzz entry point (`crate::fuzzing`).
+pub(crate) struct Command<'a> {
+    /// The event.
+    pub event: ClientEvent,
+    /// The event's arguments, its name first.
+    args: Vec<&'a RawValue>,
+    /// The packet carried binary attachments.
+    pub binary: bool,
+}
+
+impl<'a> Command<'a> {
+    /// The event's first argument, if any.
+    pub fn payload(&self) -> Option<&'a RawValue> {
+        self.args.get(1).copied()
+    }
+}
+
+/// Reads a packet's value: `None` for events signalroom ignores or a value
+/// that is not a JSON array led by a name.
+pub(crate) fn decode(v: &Value) -> Option<Command<'_>> {
+    let Value::Str(text, bins) = v else {
+        return None;
+    };
+    let binary = bins.as_ref().is_some_and(|b: &VecDeque<_>| !b.is_empty());
+    let args = serde_json::from_str::<Vec<&RawValue>>(text.as_str()).ok()?;
+    let event = args
+        .first()
+        .and_then(|name| serde_json::from_str::<&str>(name.get()).ok())
+        .and_then(ClientEvent::from_name)?;
+    Some(Command {
+        event,
+        args,
+        binary,
+    })
 }

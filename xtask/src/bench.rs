@@ -237,9 +237,9 @@ impl Server {
 }
 
 /// A running server: killed on drop.
-struct Running {
-    child: Child,
-    port: u16,
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
 }
 
 impl Drop for Running {
@@ -251,7 +251,7 @@ impl Drop for Running {
 
 /// Starts `program` through `sh` with the open-file limit raised to the hard limit
 /// (`exec` keeps the pid), and waits for its "listening" line to learn the port.
-fn start(mut cmd: Command, log: &Path, what: &str) -> Result<Running> {
+pub(crate) fn start(mut cmd: Command, log: &Path, what: &str) -> Result<Running> {
     let err = fs::File::create(log)?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -305,7 +305,7 @@ fn has(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn sh_raised(program: &Path, args: &[String]) -> Command {
+pub(crate) fn sh_raised(program: &Path, args: &[String]) -> Command {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@""#)
@@ -765,7 +765,7 @@ fn utc_now() -> String {
 }
 
 /// Builds the release binaries (`signalroom`, `signalroom-bench`).
-fn build(root: &Path) -> Result<()> {
+pub(crate) fn build(root: &Path) -> Result<()> {
     sh(
         root,
         "cargo",

@@ -5,7 +5,9 @@
 
 mod bench;
 mod build;
+mod fuzz;
 mod setup;
+mod soak;
 mod test;
 mod wasm;
 
@@ -37,6 +39,18 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Soak and leak check: cycles of clients against the release server (see `cargo xtask soak --help`).
+    Soak {
+        /// Sizes (`--cycles`, `--clients`, ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the fuzz targets (cargo-fuzz, stable toolchain; see `cargo xtask fuzz --help`).
+    Fuzz {
+        /// `[TARGET] [--seconds N]`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -50,5 +64,7 @@ fn main() -> Result<()> {
         Command::Run { args } => build::run(&args),
         Command::Test => test::all(),
         Command::Bench { args } => bench::main(&args),
+        Command::Soak { args } => soak::main(&args),
+        Command::Fuzz { args } => fuzz::main(&args),
     }
 }

@@ -34,6 +34,10 @@ pub fn all() -> Result<()> {
     crate::build::all()?;
     // The load generator still works and reports sane numbers (no timing asserted).
     crate::bench::smoke()?;
+    // Leaks: a short soak (the release binaries are built by now), then every
+    // fuzz target briefly; a crash fails the suite.
+    crate::soak::short()?;
+    crate::fuzz::ci()?;
 
     let bin = root.join("target/release/signalroom");
     let bin = bin.to_str().context("repo path is not UTF-8")?;

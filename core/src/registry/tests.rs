@@ -1,6 +1,7 @@
 //! The registry's rules, one behaviour per test, and its invariants over
 //! random command sequences.
 
+use super::invariants::Witness;
 use super::*;
 use crate::error::ErrorCode;
 use proptest::prelude::*;
@@ -656,126 +657,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// What one connection believes about its room, built only from what it was sent.
-#[derive(Debug, Clone, Default)]
-struct View {
-    room: Option<String>,
-    version: u64,
-    /// The joiner's first list may repeat its join's version once.
-    fresh: bool,
-    peers: Vec<Peer>,
-}
-
-impl View {
-    fn apply(&mut self, conn: u32, ev: &Event) {
-        let (room, version) = match &ev.payload {
-            Payload::PeerList(l) => (&l.room_name, l.version),
-            Payload::PeerJoined(j) => (&j.room_name, j.version),
-            Payload::PeerLeft(l) => (&l.room_name, l.version),
-            _ => return,
-        };
-        assert_eq!(
-            self.room.as_ref(),
-            Some(room),
-            "conn {conn} told of a room it is not in"
-        );
-        let repeat = self.fresh && version == self.version;
-        assert!(
-            repeat || version == self.version + 1,
-            "conn {conn}: version {version} after {}",
-            self.version
-        );
-        self.fresh = false;
-        self.version = version;
-        match &ev.payload {
-            Payload::PeerList(l) => self.peers = l.peers.clone(),
-            Payload::PeerJoined(j) => {
-                match self.peers.iter_mut().find(|p| p.peer_id == j.peer.peer_id) {
-                    Some(p) => *p = j.peer.clone(),
-                    None => self.peers.push(j.peer.clone()),
-                }
-            }
-            Payload::PeerLeft(l) => self.peers.retain(|p| p.peer_id != l.peer_id),
-            _ => {}
-        }
-    }
-}
-
-fn check_invariants(r: &Reg, views: &HashMap<u32, View>) {
-    let max = r.config().max_peers;
-    let mut seen_conns = HashMap::new();
-    for (name, room) in &r.rooms {
-        assert!(!room.members.is_empty(), "empty room {name} listed");
-        assert!(room.members.len() <= max, "room {name} over capacity");
-        let mut ids: Vec<_> = room.members.iter().map(|m| &m.peer.peer_id).collect();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(
-            ids.len(),
-            room.members.len(),
-            "duplicate peer ids in {name}"
-        );
-        for m in &room.members {
-            if let Holder::Socket { conn, .. } = &m.holder {
-                assert!(
-                    seen_conns.insert(*conn, name.clone()).is_none(),
-                    "conn {conn} in two rooms"
-                );
-                assert!(r.is_open(conn), "closed conn {conn} holds an entry");
-                let s = &r.sessions[conn];
-                assert_eq!((&s.room_name, &s.peer_id), (name, &m.peer.peer_id));
-                let view = &views[conn];
-                assert_eq!(view.room.as_ref(), Some(name));
-                assert_eq!(view.version, room.version, "conn {conn} missed a change");
-                assert_eq!(view.peers, room.peers(), "conn {conn} sees another list");
-            }
-        }
-    }
-    assert_eq!(
-        seen_conns.len(),
-        r.sessions.len(),
-        "a session without an entry"
-    );
-    let listed: usize = r.rooms().values().map(|i| i.peer_count).sum();
-    assert_eq!(listed, r.peer_count());
-}
-
-fn deliver(views: &mut HashMap<u32, View>, o: &Outcome<u32>, conn: u32) {
-    if let Some(reply) = &o.reply {
-        if let Payload::JoinSuccess(j) = &reply.event.payload {
-            let v = views.entry(conn).or_default();
-            *v = View {
-                room: Some(j.room_name.clone()),
-                version: j.version,
-                fresh: true,
-                peers: j.peers.clone(),
-            };
-        } else if let Payload::LeaveSuccess(_) = &reply.event.payload {
-            views.insert(conn, View::default());
-        }
-    }
-    deliver_all(views, &o.deliveries);
-}
-
-fn deliver_all(views: &mut HashMap<u32, View>, deliveries: &[Delivery<u32>]) {
-    for d in deliveries {
-        let mut to = d.to.clone();
-        to.sort();
-        to.dedup();
-        assert_eq!(to.len(), d.to.len(), "a delivery names a connection twice");
-        for c in &d.to {
-            views.entry(*c).or_default().apply(*c, &d.event);
-        }
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
 
     #[test]
     fn invariants_hold_over_random_sequences(ops in prop::collection::vec(op(), 1..80)) {
         let mut r = Registry::new(Config { max_peers: 3, max_signal_bytes: 64, http_peer_ttl_ms: 1_000, ice_servers: vec![], turn: None });
-        let mut views: HashMap<u32, View> = HashMap::new();
+        let mut w = Witness::default();
         let mut ledger = Ledger::default();
         let mut now = T0;
         for op in ops {
@@ -794,17 +682,17 @@ proptest! {
                         let after = r.membership(&conn).map(|(a, b)| (a.to_owned(), b.to_owned()));
                         prop_assert_eq!(before, after);
                     }
-                    deliver(&mut views, &o, conn);
+                    w.outcome(&conn, &o);
                 }
                 Op::Leave(conn) => {
                     let o = r.leave(&conn);
-                    deliver(&mut views, &o, conn);
+                    w.outcome(&conn, &o);
                 }
                 Op::Connect(conn) => r.connect(&conn),
                 Op::Disconnect(conn) | Op::Drop(conn) => {
                     let d = if matches!(op, Op::Drop(_)) { r.drop_connection(&conn) } else { r.disconnect(&conn) };
-                    views.insert(conn, View::default());
-                    deliver_all(&mut views, &d);
+                    w.disconnected(&conn);
+                    w.deliveries(&d);
                 }
                 Op::Signal { conn, to } => {
                     let p = raw(json!({"to": format!("p{to}"), "data": "x"}));
@@ -823,23 +711,23 @@ proptest! {
                 }
                 Op::HttpJoin { room, peer, user } => {
                     let (_, d) = r.http_join(&format!("r{room}"), &json!({"peer_id": format!("p{peer}"), "username": format!("u{user}")}), now);
-                    deliver_all(&mut views, &d);
+                    w.deliveries(&d);
                 }
                 Op::HttpLeave { room, peer } => {
                     if let Ok(d) = r.http_leave(&format!("r{room}"), &format!("p{peer}")) {
-                        deliver_all(&mut views, &d);
+                        w.deliveries(&d);
                     }
                 }
                 Op::Advance(ms) => {
                     now = now.plus_ms(u64::from(ms));
                     let d = r.expire(now);
-                    deliver_all(&mut views, &d);
+                    w.deliveries(&d);
                     prop_assert!(r.next_expiry().is_none_or(|at| at > now));
                 }
             }
             ledger.apply(&r.take_changes());
             ledger.check(&r);
-            check_invariants(&r, &views);
+            w.check(&r);
         }
     }
 }
