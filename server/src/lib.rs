@@ -5,6 +5,7 @@
 //! Every rule lives in the core's registry; this crate moves bytes, keeps the
 //! clock and the lease timer, and serves files.
 
+mod compact;
 pub mod config;
 mod http;
 mod hub;
@@ -28,6 +29,10 @@ use tower_http::services::ServeDir;
 pub use config::Config;
 use hub::{Hub, now};
 
+/// The WebSocket read buffer of each connection, bytes (bench/README.md, "Where a
+/// connection's bytes go").
+const WS_READ_BUFFER_BYTES: usize = 1024;
+
 /// Builds the whole application: REST routes, Socket.IO, the demo page, CORS.
 /// Returns the router and the Socket.IO handle (for shutdown).
 pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
@@ -40,6 +45,9 @@ pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
         .ws_max_message_size(config.max_message_bytes)
         .ws_max_frame_size(config.max_message_bytes)
         .max_buffer_size(config.max_queued_packets)
+        // Each connection keeps its read buffer for life; clients send small
+        // messages (4 KiB by default; a larger message still grows it).
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .with_state(hub.clone())
         .build_layer();
     io.ns("/", socket::on_connect.with(socket::register));
@@ -68,6 +76,7 @@ pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
     let router = http::routes(api)
         .fallback_service(ServeDir::new(&config.www_dir))
         .layer(io_layer)
+        .layer(axum::middleware::map_request(compact::own_head))
         .layer(cors);
     (router, io, hub)
 }

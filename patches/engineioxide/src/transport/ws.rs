@@ -30,6 +30,9 @@ use crate::{
     errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
 };
 
+/// signalroom patch: tungstenite's write buffer target (see `on_init` and PATCHES.md).
+const WS_WRITE_BUFFER_SIZE: usize = 16 * 1024;
+
 /// Create a response for websocket upgrade
 fn ws_response<B>(ws_key: &HeaderValue) -> Response<ResponseBody<B>> {
     let derived = derive_accept_key(ws_key.as_bytes());
@@ -117,7 +120,13 @@ pub async fn on_init<H: EngineIoHandler, S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // signalroom patch: bound tungstenite's write buffer (default 128 KiB).
+    // The writer below feeds every queued packet into that buffer before it
+    // flushes; with 128 KiB each connection of a burst held up to 128 KiB plus a
+    // frame. Past WS_WRITE_BUFFER_SIZE the frames go to the socket at once, so a
+    // write still coalesces several small packets. See PATCHES.md.
     let ws_config = WebSocketConfig::default()
+        .write_buffer_size(WS_WRITE_BUFFER_SIZE)
         .read_buffer_size(engine.config.ws_read_buffer_size)
         .max_message_size(Some(engine.config.ws_max_message_size))
         .max_frame_size(Some(engine.config.ws_max_frame_size));

@@ -21,6 +21,10 @@ use bytes::BytesMut;
 use log::*;
 use std::io::{self, Cursor, Error as IoError, ErrorKind as IoErrorKind, Read, Write};
 
+/// signalroom patch: an out buffer at most this large is kept after a flush (see
+/// `FrameCodec::release_out_buffer`); a larger one is freed.
+const OUT_BUFFER_KEEP: usize = 1024;
+
 /// Read buffer size used for `FrameSocket`.
 const READ_BUF_LEN: usize = 128 * 1024;
 
@@ -264,6 +268,16 @@ impl FrameCodec {
             self.write_out_buffer(stream)
         } else {
             Ok(())
+        }
+    }
+
+    /// signalroom patch: frees the out buffer once it is written out, if it grew
+    /// past `OUT_BUFFER_KEEP`. A `Vec` keeps its capacity after `drain`, so one
+    /// burst used to pin up to `write_buffer_size` plus a frame per connection for
+    /// the connection's life. Called from `WebSocketContext::flush`. See PATCHES.md.
+    pub(super) fn release_out_buffer(&mut self) {
+        if self.out_buffer.is_empty() && self.out_buffer.capacity() > OUT_BUFFER_KEEP {
+            self.out_buffer = Vec::new();
         }
     }
 
