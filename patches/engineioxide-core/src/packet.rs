@@ -11,7 +11,11 @@ use crate::{ProtocolVersion, Sid, Str, TransportType};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Packet {
     /// Open packet used to initiate a connection
-    Open(OpenPacket),
+    ///
+    /// signalroom patch: boxed. The open packet is the largest variant (80 bytes
+    /// against 32 for a message) and every slot of a socket's channel is sized for
+    /// it; see `PacketBuf` and PATCHES.md.
+    Open(Box<OpenPacket>),
     /// Close packet used to close a connection
     Close,
     /// Ping packet used to check if the connection is still alive
@@ -309,7 +313,13 @@ impl Default for OpenPacket {
 ///
 /// The [`PacketBuf`] stack size will impact the dynamically allocated buffer
 /// of the internal mpsc channel.
-pub type PacketBuf = SmallVec<[Packet; 2]>;
+///
+/// signalroom patch: one packet inline instead of two. tokio's mpsc allocates
+/// its slots 32 at a time, eagerly and for the channel's life, so each socket
+/// held 32 x 168 bytes (5.4 KiB, twice once it had queued more than 32 packets);
+/// now 32 x 48. Several packets at once (a message with binary attachments)
+/// spill to the heap. See PATCHES.md.
+pub type PacketBuf = SmallVec<[Packet; 1]>;
 
 #[cfg(test)]
 mod tests {
@@ -395,13 +405,13 @@ mod tests {
     #[test]
     fn test_open_packet() {
         let sid = Sid::new();
-        let packet = Packet::Open(OpenPacket {
+        let packet = Packet::Open(Box::new(OpenPacket {
             sid,
             upgrades: smallvec::smallvec![TransportType::Websocket],
             ping_interval: Duration::from_millis(25000),
             ping_timeout: Duration::from_millis(20000),
             max_payload: 100000,
-        });
+        }));
         let packet_str: String = packet.into();
         assert_eq!(
             packet_str,
@@ -454,7 +464,7 @@ mod tests {
             upgrades: smallvec::smallvec![TransportType::Websocket],
         };
         let size = serde_json::to_string(&open).unwrap().len();
-        let packet = Packet::Open(open);
+        let packet = Packet::Open(Box::new(open));
         assert_eq!(packet.get_size_hint(false), size);
 
         let packet = Packet::Close;
