@@ -44,6 +44,8 @@ pub struct Target {
     pub connect_concurrency: usize,
     /// WebSocket read buffer per connection.
     pub read_buffer: usize,
+    /// Whether every client parses each message it receives (`--clients parse`).
+    pub parse: bool,
 }
 
 /// Server and generator resource use over one scenario.
@@ -132,10 +134,10 @@ fn run_prefix() -> String {
 /// Opens `n` connections, `concurrency` handshakes at a time.
 async fn connect_all(t: &Target, n: usize) -> Result<(Vec<Conn>, Duration)> {
     let t0 = Instant::now();
-    let (addr, read_buffer) = (t.addr, t.read_buffer);
+    let (addr, read_buffer, parse) = (t.addr, t.read_buffer, t.parse);
     let mut conns = Vec::with_capacity(n);
     let mut stream = futures_util::stream::iter(0..n)
-        .map(|_| Conn::connect(addr, read_buffer, Duration::from_secs(20)))
+        .map(|_| Conn::connect(addr, read_buffer, parse, Duration::from_secs(20)))
         .buffer_unordered(t.connect_concurrency.max(1));
     while let Some(c) = stream.next().await {
         conns.push(c.with_context(|| format!("after {} of {n} connections", conns.len()))?);
