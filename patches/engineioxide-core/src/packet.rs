@@ -12,7 +12,7 @@ use crate::{ProtocolVersion, Sid, Str, TransportType};
 pub enum Packet {
     /// Open packet used to initiate a connection
     ///
-    /// signalroom patch: boxed. The open packet is the largest variant (80 bytes
+    /// PATCH(signalroom): boxed. The open packet is the largest variant (80 bytes
     /// against 32 for a message) and every slot of a socket's channel is sized for
     /// it; see `PacketBuf` and PATCHES.md.
     Open(Box<OpenPacket>),
@@ -314,7 +314,7 @@ impl Default for OpenPacket {
 /// The [`PacketBuf`] stack size will impact the dynamically allocated buffer
 /// of the internal mpsc channel.
 ///
-/// signalroom patch: one packet inline instead of two. tokio's mpsc allocates
+/// PATCH(signalroom): one packet inline instead of two. tokio's mpsc allocates
 /// its slots 32 at a time, eagerly and for the channel's life, so each socket
 /// held 32 x 168 bytes (5.4 KiB, twice once it had queued more than 32 packets);
 /// now 32 x 48. Several packets at once (a message with binary attachments)

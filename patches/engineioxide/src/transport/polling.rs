@@ -56,7 +56,7 @@ where
 
     socket.spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
 
-    let packet: String = Packet::Open(Box::new(packet)) /* signalroom patch: boxed */.into();
+    let packet: String = Packet::Open(Box::new(packet)) /* PATCH(signalroom): boxed */.into();
     let packet = {
         #[cfg(feature = "v3")]
         {

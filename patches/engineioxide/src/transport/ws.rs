@@ -30,7 +30,7 @@ use crate::{
     errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
 };
 
-/// signalroom patch: tungstenite's write buffer target (see `on_init` and PATCHES.md).
+/// PATCH(signalroom): tungstenite's write buffer target (see `on_init` and PATCHES.md).
 const WS_WRITE_BUFFER_SIZE: usize = 16 * 1024;
 
 /// Create a response for websocket upgrade
@@ -120,7 +120,7 @@ pub async fn on_init<H: EngineIoHandler, S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // signalroom patch: bound tungstenite's write buffer (default 128 KiB).
+    // PATCH(signalroom): bound tungstenite's write buffer (default 128 KiB).
     // The writer below feeds every queued packet into that buffer before it
     // flushes; with 128 KiB each connection of a burst held up to 128 KiB plus a
     // frame. Past WS_WRITE_BUFFER_SIZE the frames go to the socket at once, so a
@@ -371,7 +371,7 @@ where
         TransportType::Websocket,
         sid,
         config,
-    ))) /* signalroom patch: boxed */;
+    ))) /* PATCH(signalroom): boxed */;
     let packet: String = packet.into();
     ws.send(Message::Text(packet.into())).await?;
     Ok(())

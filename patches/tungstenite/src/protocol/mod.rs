@@ -531,7 +531,7 @@ impl WebSocketContext {
     {
         self._write(stream, None)?;
         self.frame.write_out_buffer(stream)?;
-        // signalroom patch: everything is written; give back a grown buffer.
+        // PATCH(signalroom): everything is written; give back a grown buffer.
         self.frame.release_out_buffer();
         stream.flush()?;
         self.unflushed_additional = false;

@@ -21,7 +21,7 @@ use bytes::BytesMut;
 use log::*;
 use std::io::{self, Cursor, Error as IoError, ErrorKind as IoErrorKind, Read, Write};
 
-/// signalroom patch: an out buffer at most this large is kept after a flush (see
+/// PATCH(signalroom): an out buffer at most this large is kept after a flush (see
 /// `FrameCodec::release_out_buffer`); a larger one is freed.
 const OUT_BUFFER_KEEP: usize = 1024;
 
@@ -271,7 +271,7 @@ impl FrameCodec {
         }
     }
 
-    /// signalroom patch: frees the out buffer once it is written out, if it grew
+    /// PATCH(signalroom): frees the out buffer once it is written out, if it grew
     /// past `OUT_BUFFER_KEEP`. A `Vec` keeps its capacity after `drain`, so one
     /// burst used to pin up to `write_buffer_size` plus a frame per connection for
     /// the connection's life. Called from `WebSocketContext::flush`. See PATCHES.md.
