@@ -280,7 +280,9 @@ mod tests {
             Packet::Ack { id: 17, .. }
         ));
         assert_eq!(parse("40{\"sid\":\"a\"}"), Packet::Other);
-        assert!(parse_fully(r#"42["peer_list_updated",{"peers":[{"peer_id":"a"}]}]"#));
+        assert!(parse_fully(
+            r#"42["peer_list_updated",{"peers":[{"peer_id":"a"}]}]"#
+        ));
         assert!(parse_fully(r#"4317[{"to":"b"}]"#));
         assert!(!parse_fully("40"));
         assert_eq!(parse("2"), Packet::Other);
