@@ -31,6 +31,19 @@ pub fn all() -> Result<()> {
         ],
     )?;
     crate::build::all()?;
+    // Memory per connection within its budget (release: the budgets are for it).
+    run(
+        &root,
+        "cargo",
+        &[
+            "test",
+            "--release",
+            "-p",
+            "signalroom-server",
+            "--test",
+            "memory",
+        ],
+    )?;
     // The load generator still works and reports sane numbers (no timing asserted).
     crate::bench::smoke()?;
 
