@@ -15,6 +15,7 @@ mod stats;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use scenarios::{Target, Updates};
+use sio::Clients;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -41,6 +42,11 @@ struct Cli {
     /// WebSocket read buffer per connection, bytes.
     #[arg(long, default_value_t = 16 * 1024, global = true)]
     read_buffer: usize,
+    /// How the clients read: `fast` scans each frame in place for the few fields it
+    /// needs; `parse` also parses every message into a JSON value, as socket.io-client
+    /// and python-socketio do, so the clients read more slowly.
+    #[arg(long, value_enum, default_value_t = Clients::Fast, global = true)]
+    clients: Clients,
     /// Give up on a storm (join and converge) after this many seconds.
     #[arg(long, default_value_t = 120.0, global = true)]
     timeout_s: f64,
@@ -197,9 +203,11 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         pid: cli.pid,
         connect_concurrency: cli.connect_concurrency,
         read_buffer: cli.read_buffer.clamp(1024, 1 << 22),
+        parse: cli.clients == Clients::Parse,
     };
     let timeout = Duration::from_secs_f64(cli.timeout_s.clamp(1.0, 3600.0));
     let label = cli.label.as_str();
+    let clients = cli.clients;
     // A hard bound on the whole run, whatever happens inside: twice every phase's limit.
     let run_secs = match &cli.scenario {
         Scenario::Churn { secs, .. } | Scenario::Signal { secs, .. } => *secs,
@@ -315,6 +323,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     })?;
     if let Some(o) = v.as_object_mut() {
         o.insert("target".into(), serde_json::json!(addr.to_string()));
+        o.insert("clients".into(), serde_json::json!(clients.name()));
     }
     rt.shutdown_timeout(Duration::from_millis(500));
     Ok(v)

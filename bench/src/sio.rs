@@ -12,9 +12,30 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+/// How the generator's clients read what they receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Clients {
+    /// Scan each frame in place for the few fields the scenario needs.
+    Fast,
+    /// Also parse every message into a JSON value, as real clients do.
+    Parse,
+}
+
+impl Clients {
+    /// The name in the JSON line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Clients::Fast => "fast",
+            Clients::Parse => "parse",
+        }
+    }
+}
+
 /// One Socket.IO connection, with counters of what it received.
 pub struct Conn {
     ws: WebSocketStream<TcpStream>,
+    /// Parse every received message into a JSON value (`Clients::Parse`).
+    parse: bool,
     /// Socket.IO packets received (pings excluded).
     pub msgs: u64,
     /// Bytes of those packets (the WebSocket text payloads).
@@ -110,6 +131,15 @@ pub fn num_field(body: &str, key: &str) -> Option<u64> {
     n
 }
 
+/// Parses a Socket.IO packet's JSON arguments into a value and drops it: the work a
+/// real client does for every message (`Clients::Parse`). Returns whether it parsed.
+pub fn parse_fully(frame: &str) -> bool {
+    let Some(start) = frame.find('[') else {
+        return false;
+    };
+    std::hint::black_box(serde_json::from_str::<serde_json::Value>(&frame[start..])).is_ok()
+}
+
 /// Escapes a string for a JSON literal (our own names and ids: plain ASCII in practice).
 pub fn json_str(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
@@ -117,13 +147,18 @@ pub fn json_str(s: &str) -> String {
 
 impl Conn {
     /// Opens `ws://addr/socket.io/?EIO=4&transport=websocket` and connects to namespace `/`.
-    pub async fn connect(addr: SocketAddr, read_buffer: usize, timeout: Duration) -> Result<Conn> {
-        tokio::time::timeout(timeout, Self::connect_inner(addr, read_buffer))
+    pub async fn connect(
+        addr: SocketAddr,
+        read_buffer: usize,
+        parse: bool,
+        timeout: Duration,
+    ) -> Result<Conn> {
+        tokio::time::timeout(timeout, Self::connect_inner(addr, read_buffer, parse))
             .await
             .map_err(|_| anyhow!("connect to {addr} timed out after {timeout:?}"))?
     }
 
-    async fn connect_inner(addr: SocketAddr, read_buffer: usize) -> Result<Conn> {
+    async fn connect_inner(addr: SocketAddr, read_buffer: usize, parse: bool) -> Result<Conn> {
         let tcp = TcpStream::connect(addr)
             .await
             .with_context(|| format!("TCP connect to {addr}"))?;
@@ -137,6 +172,7 @@ impl Conn {
             .context("WebSocket handshake")?;
         let mut conn = Conn {
             ws,
+            parse,
             msgs: 0,
             bytes: 0,
         };
@@ -214,6 +250,9 @@ impl Conn {
         if let Some(f) = &frame {
             self.msgs += 1;
             self.bytes += f.len() as u64;
+            if self.parse {
+                parse_fully(f);
+            }
         }
         Ok(frame)
     }
@@ -241,6 +280,11 @@ mod tests {
             Packet::Ack { id: 17, .. }
         ));
         assert_eq!(parse("40{\"sid\":\"a\"}"), Packet::Other);
+        assert!(parse_fully(
+            r#"42["peer_list_updated",{"peers":[{"peer_id":"a"}]}]"#
+        ));
+        assert!(parse_fully(r#"4317[{"to":"b"}]"#));
+        assert!(!parse_fully("40"));
         assert_eq!(parse("2"), Packet::Other);
     }
 

@@ -6,6 +6,7 @@
 //! clock and the lease timer, and serves files.
 
 mod access;
+mod compact;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -41,6 +42,10 @@ use limits::Limits;
 pub use limits::{LimitFlags, TrustedProxy};
 use webhooks::Webhooks;
 
+/// The WebSocket read buffer of each connection, bytes (bench/README.md, "Where a
+/// connection's bytes go").
+const WS_READ_BUFFER_BYTES: usize = 1024;
+
 /// Builds the whole application: REST routes, Socket.IO, the demo page, CORS.
 /// Returns the router, the Socket.IO handle (for shutdown) and the shared state.
 fn app(config: &Config) -> Result<(Router, SocketIo, Arc<Hub>, Arc<Limits>)> {
@@ -61,6 +66,9 @@ fn app(config: &Config) -> Result<(Router, SocketIo, Arc<Hub>, Arc<Limits>)> {
         .ws_max_message_size(config.max_message_bytes)
         .ws_max_frame_size(config.max_message_bytes)
         .max_buffer_size(config.max_queued_packets as usize)
+        // Each connection keeps its read buffer for life; clients send small
+        // messages (4 KiB by default; a larger message still grows it).
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .with_state(hub.clone())
         .with_state(limits.clone());
     if let Some(access) = &access {
@@ -100,6 +108,7 @@ fn app(config: &Config) -> Result<(Router, SocketIo, Arc<Hub>, Arc<Limits>)> {
     let router = http::routes(api, access)
         .fallback_service(ServeDir::new(&config.www_dir))
         .layer(io_layer)
+        .layer(axum::middleware::map_request(compact::own_head))
         .layer(axum::middleware::from_fn_with_state(origins, origin::guard))
         .layer(axum::middleware::from_fn_with_state(
             limits.clone(),

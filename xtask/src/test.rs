@@ -32,6 +32,19 @@ pub fn all() -> Result<()> {
         ],
     )?;
     crate::build::all()?;
+    // Memory per connection within its budget (release: the budgets are for it).
+    run(
+        &root,
+        "cargo",
+        &[
+            "test",
+            "--release",
+            "-p",
+            "signalroom-server",
+            "--test",
+            "memory",
+        ],
+    )?;
     // The load generator still works and reports sane numbers (no timing asserted).
     crate::bench::smoke()?;
     // Leaks: a short soak (the release binaries are built by now), then every
