@@ -11,6 +11,7 @@
 //! `web-client`) only move bytes, so everything here is tested natively and
 //! the same code compiles for `wasm32-unknown-unknown`.
 
+pub mod cluster;
 pub mod error;
 pub mod protocol;
 pub mod registry;

@@ -717,5 +717,8 @@ impl<C: Clone + Eq + Hash> Registry<C> {
     }
 }
 
+mod snapshot;
+pub use snapshot::{HolderSnapshot, MemberSnapshot, RoomSnapshot, SnapshotError};
+
 #[cfg(test)]
 mod tests;

@@ -467,7 +467,7 @@ fn an_http_peer_alone_keeps_a_room_alive_until_it_expires() {
 // ---- Invariants over random command sequences ----
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(super) enum Op {
     Join {
         conn: u32,
         room: u8,
@@ -494,7 +494,7 @@ enum Op {
     Advance(u16),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(super) fn op() -> impl Strategy<Value = Op> {
     let conn = 0u32..6;
     prop_oneof![
         4 => (conn.clone(), 0u8..3, 0u8..5, 0u8..2, any::<bool>())

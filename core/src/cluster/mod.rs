@@ -1,0 +1,17 @@
+//! What a cluster of signalroom nodes needs beyond one node's rules, still
+//! with no I/O.
+//!
+//! In a cluster each room is owned by one node, which runs the ordinary
+//! [`Registry`](crate::Registry) for it; other nodes forward their clients'
+//! commands to the owner and deliver its events (`docs/cluster.md`). That
+//! needs connection ids that say which node holds a socket ([`ConnId`]), a
+//! way to drop a dead node's members ([`Registry::remove_node`](crate::Registry::remove_node)),
+//! and, on each receiving node, a [`Resequencer`] that hands a room's batches
+//! to the sockets in version order whichever path they came by. Room snapshots
+//! (export, import) live beside the registry, in `registry/snapshot.rs`.
+
+mod conn;
+mod resequencer;
+
+pub use conn::{ConnId, NodeIdError, validate_node_id};
+pub use resequencer::{Gap, Released, Resequencer, Slot};
