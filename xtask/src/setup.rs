@@ -98,3 +98,17 @@ pub fn chromium() -> Result<()> {
         &["install", "-y", "-qq", "chromium", "chromium-driver"],
     )
 }
+
+/// Debian's `redis-server` for the cluster tests. The tests start private
+/// instances of it on free ports (`tests/lib/redis.mjs`), never the system
+/// service, so a machine where the package started one is not disturbed.
+/// Returns the binary's path, which the test suites get as `SIGNALROOM_REDIS_BIN`.
+pub fn redis() -> Result<PathBuf> {
+    let bin = Path::new("/usr/bin/redis-server");
+    if !bin.exists() {
+        let root = root();
+        run(&root, "apt-get", &["update", "-qq"])?;
+        run(&root, "apt-get", &["install", "-y", "-qq", "redis-server"])?;
+    }
+    Ok(bin.to_path_buf())
+}

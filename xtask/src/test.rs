@@ -15,6 +15,7 @@ pub fn all() -> Result<()> {
     setup::npm_packages()?;
     let python = setup::python_venv()?;
     setup::chromium()?;
+    let redis = setup::redis()?;
 
     run(&root, "cargo", &["test", "--workspace"])?;
     // The core must stay sans-I/O: prove it builds for the browser.
@@ -35,7 +36,8 @@ pub fn all() -> Result<()> {
 
     let bin = root.join("target/release/signalroom");
     let bin = bin.to_str().context("repo path is not UTF-8")?;
-    let env = [("SIGNALROOM_BIN", bin)];
+    let redis = redis.to_str().context("redis path is not UTF-8")?;
+    let env = [("SIGNALROOM_BIN", bin), ("SIGNALROOM_REDIS_BIN", redis)];
     run_env(&root, "node", &["--test", "tests/node/"], &env)?;
     let python = python.to_str().context("venv path is not UTF-8")?;
     run_env(&root, python, &["-m", "pytest", "-q", "tests/python"], &env)?;
