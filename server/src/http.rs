@@ -135,8 +135,13 @@ async fn remove_peer(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+async fn healthz(State(api): State<Api>) -> Response {
+    if api.hub.health.is_ok() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        let body = json!({"status": "unavailable", "code": "unavailable"});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
 }
 
 async fn render_metrics(State(api): State<Api>) -> Response {

@@ -21,6 +21,7 @@ use socketioxide::socket::Sid;
 use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
 use tokio::sync::Notify;
 
+use crate::health::Health;
 use crate::metrics;
 
 /// The registry and the sockets it addresses.
@@ -36,6 +37,8 @@ pub struct Hub {
     inner: Mutex<Inner>,
     /// Woken whenever a lease may have moved earlier, so the expiry timer re-arms.
     pub leases_changed: Notify,
+    /// What `/healthz` answers.
+    pub health: Health,
 }
 
 /// The current wall-clock time for the registry.
@@ -57,6 +60,7 @@ impl Hub {
                 io: None,
             }),
             leases_changed: Notify::new(),
+            health: Health::default(),
         }
     }
 

@@ -5,7 +5,10 @@
 //! Every rule lives in the core's registry; this crate moves bytes, keeps the
 //! clock and the lease timer, and serves files.
 
+#[cfg(feature = "cluster")]
+mod cluster;
 pub mod config;
+mod health;
 mod http;
 mod hub;
 mod metrics;
@@ -105,8 +108,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let (router, io, hub) = app(&config);
-    let timer = tokio::spawn(expire_leases(hub));
     let addr: SocketAddr = listener.local_addr()?;
+    #[cfg(feature = "cluster")]
+    let node = match &config.redis_url {
+        Some(url) => Some(cluster::Node::start(
+            url,
+            config.node_id.clone(),
+            addr,
+            hub.health.clone(),
+        )?),
+        None => None,
+    };
+    let timer = tokio::spawn(expire_leases(hub));
     tracing::info!(%addr, www = %config.www_dir, "signalroom listening");
     // Signaling messages are small and latency-bound: without TCP_NODELAY a
     // second small write waits ~40 ms for the peer's delayed ACK (Nagle).
@@ -126,5 +139,10 @@ pub async fn serve(
         })
         .await?;
     timer.abort();
+    #[cfg(feature = "cluster")]
+    if let Some(node) = node {
+        node.stop().await;
+        tracing::info!(node = node.id(), "left the cluster");
+    }
     Ok(())
 }

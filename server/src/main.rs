@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use signalroom_server::{Config, serve};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -24,6 +24,11 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = Config::parse();
+    if let Some(why) = config.unsupported() {
+        Config::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, why)
+            .exit();
+    }
     let addr = format!("{}:{}", config.host, config.port());
     let listener = TcpListener::bind(&addr)
         .await
