@@ -107,6 +107,12 @@ pub enum Error {
         /// The field.
         field: Field,
     },
+    /// A field given in a URL path whose percent-encoding is not UTF-8 (`%ff`).
+    #[error("Field {field} is not valid UTF-8")]
+    NotUtf8 {
+        /// The field.
+        field: Field,
+    },
     /// The room is at capacity.
     #[error("Room {room_name} is full (max {max} peers)")]
     RoomFull {
@@ -188,9 +194,10 @@ impl Error {
                 ErrorCode::InvalidPayload
             }
             Self::MissingFields { .. } => ErrorCode::MissingFields,
-            Self::NotAString { .. } | Self::TooLong { .. } | Self::ControlCharacters { .. } => {
-                ErrorCode::InvalidField
-            }
+            Self::NotAString { .. }
+            | Self::TooLong { .. }
+            | Self::ControlCharacters { .. }
+            | Self::NotUtf8 { .. } => ErrorCode::InvalidField,
             Self::RoomFull { .. } => ErrorCode::RoomFull,
             Self::PeerIdTaken { .. } => ErrorCode::PeerIdTaken,
             Self::NotInRoom => ErrorCode::NotInRoom,

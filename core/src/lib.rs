@@ -20,5 +20,7 @@ pub mod tracker;
 pub mod validate;
 
 pub use error::{Error, ErrorBody, ErrorCode};
-pub use registry::{ClientEvent, Config, Delivery, Outcome, Registry, Reply};
+pub use registry::{
+    ChangeKind, ClientEvent, Config, Delivery, LeaveReason, Outcome, Registry, Reply, RoomChange,
+};
 pub use time::Timestamp;

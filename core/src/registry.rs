@@ -6,12 +6,23 @@
 //! others, in the order they must be sent. Nothing here does I/O, reads a
 //! clock or locks: the server owns sockets, timers and the one lock around it.
 //!
+//! Connections are opened with [`Registry::connect`] and closed with
+//! [`Registry::disconnect`]; a closed connection's commands change nothing.
+//! (Transports may hand over a dead connection's last queued packets after
+//! its close was handled; without this rule a `join_room` among them would
+//! leave a ghost peer that no disconnect ever removes.)
+//!
 //! Invariants (property-tested in `tests`): no empty room exists; no room is
-//! over capacity; a connection is in at most one room; peer ids are unique per
-//! room; a room's version grows by exactly one per change of its list, and each
-//! change is announced to every member exactly once.
+//! over capacity; a connection is in at most one room, and only while open;
+//! peer ids are unique per room; a room's version grows by exactly one per
+//! change of its list, and each change is announced to every member exactly
+//! once and recorded once as a [`RoomChange`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod changes;
+
+pub use changes::{ChangeKind, LeaveReason, RoomChange};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 
 use serde_json::Value;
@@ -147,6 +158,14 @@ pub struct Outcome<C> {
 }
 
 impl<C> Outcome<C> {
+    /// Nothing to send: the command came from a closed connection.
+    fn nothing() -> Self {
+        Self {
+            reply: None,
+            deliveries: Vec::new(),
+        }
+    }
+
     fn reply(reply: Reply, deliveries: Vec<Delivery<C>>) -> Self {
         Self {
             reply: Some(reply),
@@ -214,11 +233,8 @@ impl<C: Clone + PartialEq> Room<C> {
         }
     }
 
-    /// Gives entry `i` a new username and announces it; nothing if unchanged.
+    /// Gives entry `i` a new username and announces it.
     fn rename(&mut self, i: usize, username: &str, quiet: Option<&C>) -> Vec<Delivery<C>> {
-        if self.members[i].peer.username == username {
-            return Vec::new();
-        }
         self.members[i].peer.username = username.to_owned();
         let peer = self.members[i].peer.clone();
         self.announce(Change::Joined(&peer), quiet)
@@ -288,6 +304,10 @@ pub struct Registry<C> {
     sessions: HashMap<C, Session>,
     /// (expiry, room, peer_id) of every HTTP peer.
     leases: BTreeSet<(Timestamp, String, String)>,
+    /// Connections that are open: only these may join.
+    open: HashSet<C>,
+    /// Changes not yet taken by [`Registry::take_changes`].
+    changes: Vec<RoomChange>,
 }
 
 impl<C: Clone + Eq + Hash> Registry<C> {
@@ -298,7 +318,25 @@ impl<C: Clone + Eq + Hash> Registry<C> {
             rooms: BTreeMap::new(),
             sessions: HashMap::new(),
             leases: BTreeSet::new(),
+            open: HashSet::new(),
+            changes: Vec::new(),
         }
+    }
+
+    /// A connection opened: from now on its commands are handled.
+    pub fn connect(&mut self, conn: &C) {
+        self.open.insert(conn.clone());
+    }
+
+    /// Whether `conn` is open (connected and not yet disconnected or dropped).
+    pub fn is_open(&self, conn: &C) -> bool {
+        self.open.contains(conn)
+    }
+
+    /// The changes made since the last call, oldest first. The adapter drains
+    /// them after every command (they accumulate otherwise).
+    pub fn take_changes(&mut self) -> Vec<RoomChange> {
+        std::mem::take(&mut self.changes)
     }
 
     /// The settings it runs with.
@@ -317,6 +355,9 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         binary: bool,
         now: Timestamp,
     ) -> Outcome<C> {
+        if !self.is_open(conn) {
+            return Outcome::nothing();
+        }
         match event {
             ClientEvent::JoinRoom => {
                 let request = if binary {
@@ -357,8 +398,12 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         }
     }
 
-    /// Joins `conn` to a room, leaving any other room first.
+    /// Joins `conn` to a room, leaving any other room first. A closed
+    /// connection gets nothing.
     pub fn join(&mut self, conn: &C, req: JoinRequest, now: Timestamp) -> Outcome<C> {
+        if !self.is_open(conn) {
+            return Outcome::nothing();
+        }
         if let Err(error) = self.check_join(conn, &req) {
             let body = error.body(Some(&req.room_name));
             return Outcome::reply(Reply::error(EventName::JoinRoomError, body), Vec::new());
@@ -377,11 +422,18 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                     conn: conn.clone(),
                     mode: req.updates,
                 };
-                deliveries = room.rename(i, &req.username, Some(conn));
+                deliveries = self.rename(&req.room_name, i, &req.username, Some(conn));
                 let reply = self.join_success(&req);
                 return Outcome::reply(reply, deliveries);
             }
-            Some(_) => deliveries = self.remove_conn(conn),
+            Some(s) => {
+                let reason = if s.room_name == req.room_name {
+                    LeaveReason::Left
+                } else {
+                    LeaveReason::Moved
+                };
+                deliveries = self.remove_conn(conn, reason);
+            }
             None => {}
         }
         let holder = Holder::Socket {
@@ -418,6 +470,13 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 version: 0,
                 members: Vec::new(),
             });
+        if room.members.is_empty() {
+            self.changes.push(RoomChange {
+                room_name: req.room_name.clone(),
+                version: 1,
+                kind: ChangeKind::RoomStarted,
+            });
+        }
         let peer = Peer {
             peer_id: req.peer_id.clone(),
             username: req.username.clone(),
@@ -427,7 +486,37 @@ impl<C: Clone + Eq + Hash> Registry<C> {
             peer: peer.clone(),
             holder,
         });
-        room.announce(Change::Joined(&peer), quiet)
+        let deliveries = room.announce(Change::Joined(&peer), quiet);
+        self.changes.push(RoomChange {
+            room_name: req.room_name.clone(),
+            version: room.version,
+            kind: ChangeKind::PeerJoined(peer),
+        });
+        deliveries
+    }
+
+    /// Gives entry `i` of a room a new username, announces and records it;
+    /// nothing if unchanged.
+    fn rename(
+        &mut self,
+        room_name: &str,
+        i: usize,
+        username: &str,
+        quiet: Option<&C>,
+    ) -> Vec<Delivery<C>> {
+        let Some(room) = self.rooms.get_mut(room_name) else {
+            return Vec::new();
+        };
+        if room.members[i].peer.username == username {
+            return Vec::new();
+        }
+        let deliveries = room.rename(i, username, quiet);
+        self.changes.push(RoomChange {
+            room_name: room.name.clone(),
+            version: room.version,
+            kind: ChangeKind::PeerUpdated(room.members[i].peer.clone()),
+        });
+        deliveries
     }
 
     fn check_join(&self, conn: &C, req: &JoinRequest) -> Result<(), Error> {
@@ -477,7 +566,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
             let body = Error::NotInRoom.body(None);
             return Outcome::reply(Reply::error(EventName::LeaveRoomError, body), Vec::new());
         };
-        let deliveries = self.remove_conn(conn);
+        let deliveries = self.remove_conn(conn, LeaveReason::Left);
         let reply = Reply::emitted(
             EventName::LeaveRoomSuccess,
             Payload::LeaveSuccess(LeaveSuccess {
@@ -488,20 +577,37 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         Outcome::reply(reply, deliveries)
     }
 
-    /// A connection is gone: remove it as `leave_room` would, telling only the others.
+    /// A connection is gone: it is closed, and removed from its room as
+    /// `leave_room` would, telling only the others.
     pub fn disconnect(&mut self, conn: &C) -> Vec<Delivery<C>> {
-        self.remove_conn(conn)
+        self.close(conn, LeaveReason::Disconnected)
     }
 
-    fn remove_conn(&mut self, conn: &C) -> Vec<Delivery<C>> {
+    /// A connection that cannot keep up (its queue is full) is dropped: closed
+    /// at once, like [`Registry::disconnect`], with the reason `dropped`.
+    pub fn drop_connection(&mut self, conn: &C) -> Vec<Delivery<C>> {
+        self.close(conn, LeaveReason::Dropped)
+    }
+
+    fn close(&mut self, conn: &C, reason: LeaveReason) -> Vec<Delivery<C>> {
+        self.open.remove(conn);
+        self.remove_conn(conn, reason)
+    }
+
+    fn remove_conn(&mut self, conn: &C, reason: LeaveReason) -> Vec<Delivery<C>> {
         let Some(session) = self.sessions.remove(conn) else {
             return Vec::new();
         };
-        self.remove_member(&session.room_name, &session.peer_id)
+        self.remove_member(&session.room_name, &session.peer_id, reason)
     }
 
-    /// Removes an entry and announces it; deletes the room when it empties.
-    fn remove_member(&mut self, room_name: &str, peer_id: &str) -> Vec<Delivery<C>> {
+    /// Removes an entry, announces and records it; deletes the room when it empties.
+    fn remove_member(
+        &mut self,
+        room_name: &str,
+        peer_id: &str,
+        reason: LeaveReason,
+    ) -> Vec<Delivery<C>> {
         let Some(room) = self.rooms.get_mut(room_name) else {
             return Vec::new();
         };
@@ -513,11 +619,29 @@ impl<C: Clone + Eq + Hash> Registry<C> {
             self.leases
                 .remove(&(expires_at, room_name.to_owned(), peer_id.to_owned()));
         }
+        let left = |version| RoomChange {
+            room_name: room_name.to_owned(),
+            version,
+            kind: ChangeKind::PeerLeft {
+                peer_id: peer_id.to_owned(),
+                reason,
+            },
+        };
         if room.members.is_empty() {
+            // Nobody is left to tell, but the change still counts.
+            let version = room.version + 1;
             self.rooms.remove(room_name);
+            self.changes.push(left(version));
+            self.changes.push(RoomChange {
+                room_name: room_name.to_owned(),
+                version,
+                kind: ChangeKind::RoomFinished,
+            });
             return Vec::new();
         }
-        room.announce(Change::Left(peer_id), None)
+        let deliveries = room.announce(Change::Left(peer_id), None);
+        self.changes.push(left(room.version));
+        deliveries
     }
 
     /// `get_peers`: the caller's room as it is now.
@@ -602,7 +726,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 room.members[i].holder = Holder::Http { expires_at };
                 self.leases
                     .remove(&(old, req.room_name.clone(), req.peer_id.clone()));
-                room.rename(i, &req.username, None)
+                self.rename(&req.room_name, i, &req.username, None)
             }
             holder => {
                 let count = self
@@ -660,7 +784,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 room_name: room_name.to_owned(),
             });
         }
-        Ok(self.remove_member(room_name, peer_id))
+        Ok(self.remove_member(room_name, peer_id, LeaveReason::Deleted))
     }
 
     /// Removes every HTTP peer whose lease ran out at or before `now`.
@@ -671,7 +795,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 break;
             }
             self.leases.pop_first();
-            deliveries.extend(self.remove_member(&room, &peer));
+            deliveries.extend(self.remove_member(&room, &peer, LeaveReason::Expired));
         }
         deliveries
     }

@@ -22,29 +22,29 @@ pub struct Config {
     pub port: Option<u16>,
 
     /// Peers per room, sockets and HTTP peers together.
-    #[arg(long, env = "SIGNALROOM_MAX_PEERS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "SIGNALROOM_MAX_PEERS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_peers: u32,
 
     /// Lease of a peer joined over REST, in seconds (renewed by posting the join again).
-    #[arg(long, env = "SIGNALROOM_HTTP_PEER_TTL", default_value_t = 60.0, value_parser = positive_seconds)]
+    #[arg(long, env = "SIGNALROOM_HTTP_PEER_TTL", default_value_t = 60.0, value_parser = lease_seconds)]
     pub http_peer_ttl: f64,
 
     /// Largest Socket.IO message in bytes; a bigger one closes that connection.
-    #[arg(long, env = "SIGNALROOM_MAX_MESSAGE_BYTES", default_value_t = 131_072)]
+    #[arg(long, env = "SIGNALROOM_MAX_MESSAGE_BYTES", default_value_t = 131_072, value_parser = bytes_in(1024, MAX_BYTES))]
     pub max_message_bytes: usize,
 
     /// Largest `signal` data in bytes, serialized as compact JSON (bigger: `payload_too_large`).
-    #[arg(long, env = "SIGNALROOM_MAX_SIGNAL_BYTES", default_value_t = 65_536)]
+    #[arg(long, env = "SIGNALROOM_MAX_SIGNAL_BYTES", default_value_t = 65_536, value_parser = bytes_in(1, MAX_BYTES))]
     pub max_signal_bytes: usize,
 
     /// Largest REST request body in bytes (bigger: 413).
-    #[arg(long, env = "SIGNALROOM_MAX_BODY_BYTES", default_value_t = 65_536)]
+    #[arg(long, env = "SIGNALROOM_MAX_BODY_BYTES", default_value_t = 65_536, value_parser = bytes_in(1, MAX_BYTES))]
     pub max_body_bytes: usize,
 
-    /// Packets queued for one connection; a connection this far behind misses events
-    /// until its heartbeat closes it (counted in `signalroom_queue_full_total`).
-    #[arg(long, env = "SIGNALROOM_MAX_QUEUED_PACKETS", default_value_t = 4096)]
-    pub max_queued_packets: usize,
+    /// Packets queued for one connection; a connection this far behind is dropped:
+    /// it leaves its room at once and is closed (counted in `signalroom_queue_full_total`).
+    #[arg(long, env = "SIGNALROOM_MAX_QUEUED_PACKETS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_queued_packets: u32,
 
     /// Allowed CORS origin (repeat for several); none given: any origin.
     #[arg(
@@ -64,16 +64,16 @@ pub struct Config {
     pub ice_servers: IceServers,
 
     /// Engine.IO ping interval in seconds.
-    #[arg(long, env = "SIGNALROOM_PING_INTERVAL", default_value_t = 25.0, value_parser = positive_seconds)]
+    #[arg(long, env = "SIGNALROOM_PING_INTERVAL", default_value_t = 25.0, value_parser = seconds)]
     pub ping_interval: f64,
 
     /// On SIGINT/SIGTERM, how long to wait for clients to be disconnected cleanly
     /// before exiting anyway (a client that stopped reading cannot take its close frame).
-    #[arg(long, env = "SIGNALROOM_SHUTDOWN_TIMEOUT", default_value_t = 5.0, value_parser = positive_seconds)]
+    #[arg(long, env = "SIGNALROOM_SHUTDOWN_TIMEOUT", default_value_t = 5.0, value_parser = seconds)]
     pub shutdown_timeout: f64,
 
     /// Engine.IO ping timeout in seconds.
-    #[arg(long, env = "SIGNALROOM_PING_TIMEOUT", default_value_t = 20.0, value_parser = positive_seconds)]
+    #[arg(long, env = "SIGNALROOM_PING_TIMEOUT", default_value_t = 20.0, value_parser = seconds)]
     pub ping_timeout: f64,
 
     /// Join a cluster through this Redis (or Valkey) server, `redis://HOST:PORT[/DB]`;
@@ -122,11 +122,34 @@ fn ice_servers(text: &str) -> Result<IceServers, String> {
         .map_err(|e| format!("expected a JSON list of {{urls, username?, credential?}}: {e}"))
 }
 
-fn positive_seconds(text: &str) -> Result<f64, String> {
+/// The most any byte limit may be (64 MiB).
+const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Timers (heartbeat, shutdown): more than 0, at most an hour.
+fn seconds(text: &str) -> Result<f64, String> {
+    seconds_up_to(text, 3600.0)
+}
+
+/// Leases: more than 0, at most 30 days.
+fn lease_seconds(text: &str) -> Result<f64, String> {
+    seconds_up_to(text, 30.0 * 86_400.0)
+}
+
+fn seconds_up_to(text: &str, max: f64) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        Ok(s) if s.is_finite() && s > 0.0 && s <= max => Ok(s),
         _ => Err(format!(
-            "expected a positive number of seconds, got {text:?}"
+            "expected a number of seconds above 0 and at most {max}, got {text:?}"
+        )),
+    }
+}
+
+/// A byte count within `min..=max`.
+fn bytes_in(min: usize, max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |text| match text.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of bytes from {min} to {max}, got {text:?}"
         )),
     }
 }
@@ -227,5 +250,36 @@ mod tests {
         assert!(parse("--node-id", "").is_err());
         let c = Config::parse_from(["signalroom"]);
         assert!(c.redis_url.is_none() && c.unsupported().is_none());
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_not_panicked_on() {
+        for (flag, value) in [
+            ("--ping-interval", "1e30"),
+            ("--ping-timeout", "1e20"),
+            ("--shutdown-timeout", "1e30"),
+            ("--http-peer-ttl", "1e30"),
+            ("--ping-interval", "NaN"),
+            ("--ping-timeout", "0"),
+            ("--max-queued-packets", "0"),
+            ("--max-message-bytes", "0"),
+            ("--max-signal-bytes", "0"),
+            ("--max-body-bytes", "99999999999999999999"),
+            ("--max-peers", "4294967295"),
+        ] {
+            assert!(
+                Config::try_parse_from(["signalroom", flag, value]).is_err(),
+                "{flag} {value} was accepted"
+            );
+        }
+        let c = Config::parse_from([
+            "signalroom",
+            "--ping-interval",
+            "3600",
+            "--max-queued-packets",
+            "1",
+        ]);
+        assert_eq!(c.ping_interval, 3600.0);
+        assert_eq!(c.max_queued_packets, 1);
     }
 }

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Path, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -54,6 +56,33 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The path's parameters, percent-decoded; a bad one is answered like any
+/// other bad field (`{error, code}`, 400), not with axum's plain text.
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(params)) => Ok(Params(params)),
+            Err(rejection) => Err(ApiError(path_error(&rejection))),
+        }
+    }
+}
+
+fn path_error(rejection: &PathRejection) -> Error {
+    use axum::extract::path::ErrorKind;
+    let field = match rejection {
+        PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+            ErrorKind::InvalidUtf8InPathParam { key } if key == "peer_id" => "peer_id",
+            _ => "room_name",
+        },
+        _ => "room_name",
+    };
+    Error::NotUtf8 { field }
+}
+
 async fn list_rooms(State(api): State<Api>) -> Response {
     let rooms = api.hub.lock().registry.rooms();
     Json(rooms).into_response()
@@ -61,7 +90,7 @@ async fn list_rooms(State(api): State<Api>) -> Response {
 
 async fn get_room(
     State(api): State<Api>,
-    Path(room_name): Path<String>,
+    Params(room_name): Params<String>,
 ) -> Result<Response, ApiError> {
     let room = api.hub.lock().registry.room(&room_name).map_err(ApiError)?;
     Ok(Json(room).into_response())
@@ -77,7 +106,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 async fn join_room(
     State(api): State<Api>,
-    Path(room_name): Path<String>,
+    Params(room_name): Params<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -102,27 +131,24 @@ async fn join_room(
             detail: e.to_string(),
         })
     })?;
-    let (result, slow) = {
+    let (result, closing) = {
         let mut inner = api.hub.lock();
         let (result, deliveries) = inner.registry.http_join(&room_name, &value, now());
         (result, inner.deliver(&deliveries))
     };
-    api.hub.drop_slow(slow);
+    closing.close();
     api.hub.leases_changed.notify_one();
     match result {
-        Ok(joined) => {
-            metrics::joined();
-            Ok(Json(joined).into_response())
-        }
+        Ok(joined) => Ok(Json(joined).into_response()),
         Err(rejection) => Err(ApiError(rejection.error)),
     }
 }
 
 async fn remove_peer(
     State(api): State<Api>,
-    Path((room_name, peer_id)): Path<(String, String)>,
+    Params((room_name, peer_id)): Params<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let slow = {
+    let closing = {
         let mut inner = api.hub.lock();
         let deliveries = inner
             .registry
@@ -130,8 +156,7 @@ async fn remove_peer(
             .map_err(ApiError)?;
         inner.deliver(&deliveries)
     };
-    metrics::left();
-    api.hub.drop_slow(slow);
+    closing.close();
     Ok(StatusCode::NO_CONTENT)
 }
 

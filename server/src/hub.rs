@@ -1,24 +1,31 @@
-//! The one shared state: the core registry plus the live sockets, behind one lock.
+//! The one place that drives the core: the registry plus the live sockets,
+//! behind one lock, and the sending of every outcome.
 //!
-//! Why one `std::sync::Mutex` and emitting while holding it: the protocol
+//! Why one `std::sync::Mutex` and queueing while holding it: the protocol
 //! promises every member a room's changes in version order. Each command runs
 //! the registry and queues its events on the recipients' sockets under the
-//! same lock, so the queue order is the version order. Queuing never blocks
-//! (socketioxide's `emit` only pushes to a bounded channel) and nothing here
-//! awaits, so the lock is held for microseconds.
+//! same lock, so the queue order is the version order. Queueing never blocks
+//! (it only pushes to a bounded channel) and nothing here awaits, so the lock
+//! is held for microseconds.
+//!
+//! A recipient whose queue is full (`--max-queued-packets`) cannot take an
+//! event, so it would see a gap: it is dropped at once, under the same lock,
+//! before any later change can reach it. The registry records it as `dropped`
+//! and tells the others; its transport is closed after the lock is released
+//! ([`Closing`]). Each packet is encoded once and shared by every recipient
+//! (see PATCHES.md, `encode_emit`/`emit_encoded`), and each send reports its
+//! own socket's failure, so the dropped ones are known exactly.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures_util::FutureExt;
 use serde_json::value::{RawValue, to_raw_value};
 use signalroom_core::protocol::Payload;
-use signalroom_core::{Delivery, Registry, Reply, Timestamp};
+use signalroom_core::{ChangeKind, ClientEvent, Delivery, Registry, Reply, Timestamp};
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::Sid;
-use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
+use socketioxide::{SendError, SocketError};
 use tokio::sync::Notify;
 
 use crate::health::Health;
@@ -29,7 +36,6 @@ pub struct Inner {
     /// Rooms and memberships.
     pub registry: Registry<Sid>,
     sockets: HashMap<Sid, SocketRef>,
-    io: Option<SocketIo>,
 }
 
 /// Shared server state, cloned into every handler as an `Arc`.
@@ -39,6 +45,25 @@ pub struct Hub {
     pub leases_changed: Notify,
     /// What `/healthz` answers.
     pub health: Health,
+}
+
+/// Connections dropped under the lock, to be closed once it is released.
+#[must_use = "dropped connections must be closed"]
+#[derive(Default)]
+pub struct Closing(Vec<SocketRef>);
+
+impl Closing {
+    /// Closes each connection's transport. socketioxide cannot queue a
+    /// DISCONNECT on a full queue; the patched `disconnect` then closes the
+    /// engine.io transport directly (PATCHES.md), so the client sees its
+    /// connection end and reconnects.
+    pub fn close(self) {
+        for socket in self.0 {
+            if socket.disconnect().is_err() {
+                tracing::debug!("closed the transport of a connection whose queue was full");
+            }
+        }
+    }
 }
 
 /// The current wall-clock time for the registry.
@@ -57,36 +82,9 @@ impl Hub {
             inner: Mutex::new(Inner {
                 registry: Registry::new(config),
                 sockets: HashMap::new(),
-                io: None,
             }),
             leases_changed: Notify::new(),
             health: Health::default(),
-        }
-    }
-
-    /// Drops connections that fell behind (their queue was full): they leave
-    /// their rooms now, as a dead connection would, and the others are told;
-    /// then each is asked to disconnect. socketioxide refuses that while the
-    /// queue is full, so the heartbeat, which cannot queue its ping either,
-    /// closes the transport; the client reconnects and rejoins with a fresh list.
-    /// Call without holding the lock.
-    pub fn drop_slow(&self, mut slow: Vec<SocketRef>) {
-        let mut dropped = Vec::new();
-        while let Some(socket) = slow.pop() {
-            if dropped.iter().any(|s: &SocketRef| s.id == socket.id) {
-                continue;
-            }
-            let mut inner = self.lock();
-            if inner.registry.membership(&socket.id).is_some() {
-                metrics::left();
-            }
-            let deliveries = inner.registry.disconnect(&socket.id);
-            slow.extend(inner.deliver(&deliveries));
-            drop(inner);
-            dropped.push(socket);
-        }
-        for socket in dropped {
-            socket.disconnect().ok();
         }
     }
 
@@ -98,22 +96,17 @@ impl Hub {
 }
 
 impl Inner {
-    /// Gives the hub the Socket.IO handle it broadcasts through.
-    pub fn set_io(&mut self, io: SocketIo) {
-        self.io = Some(io);
-    }
-
-    /// Registers a connected socket so deliveries can reach it. Each socket
-    /// joins an adapter room named by its id, so one broadcast can address
-    /// any set of sockets.
+    /// Registers a connected socket: the registry opens it and deliveries can reach it.
     pub fn add_socket(&mut self, socket: SocketRef) {
-        socket.join(socket.id);
+        self.registry.connect(&socket.id);
         self.sockets.insert(socket.id, socket);
     }
 
-    /// Forgets a socket (after the registry dropped it).
-    pub fn remove_socket(&mut self, sid: &Sid) {
+    /// A connection closed: it leaves its room and is forgotten.
+    pub fn remove_socket(&mut self, sid: &Sid) -> Closing {
+        let deliveries = self.registry.disconnect(sid);
         self.sockets.remove(sid);
+        self.deliver(&deliveries)
     }
 
     /// How many sockets are connected.
@@ -121,103 +114,140 @@ impl Inner {
         self.sockets.len()
     }
 
+    /// Runs one client event through the registry and sends what it says:
+    /// the reply to `socket` (emitted and acked), then the deliveries.
+    ///
+    /// A relayed `signal` is acked only once it is queued for its target.
+    /// When the target cannot take it, the target is dropped, and the
+    /// registry, asked again, answers the sender that the peer is gone.
+    pub fn handle(
+        &mut self,
+        socket: &SocketRef,
+        ack: AckSender,
+        event: ClientEvent,
+        payload: Option<&RawValue>,
+        binary: bool,
+    ) -> Closing {
+        let now = now();
+        let outcome = self
+            .registry
+            .handle(&socket.id, event, payload, binary, now);
+        let Some(mut reply) = outcome.reply else {
+            return self.deliver(&outcome.deliveries);
+        };
+        if reply.emit {
+            let mut full: Vec<Sid> = self.answer(socket, ack, &reply).into_iter().collect();
+            full.extend(self.send(&outcome.deliveries));
+            return self.drop_all(full);
+        }
+        let missed = self.send(&outcome.deliveries);
+        let mut closing = Closing::default();
+        if !missed.is_empty() {
+            closing = self.drop_all(missed);
+            if let Some(again) = self
+                .registry
+                .handle(&socket.id, event, payload, binary, now)
+                .reply
+            {
+                reply = again;
+            }
+        }
+        let full = self.answer(socket, ack, &reply).into_iter().collect();
+        closing.0.extend(self.drop_all(full).0);
+        closing
+    }
+
+    /// Sends deliveries that no client is waiting on (a lease ran out, a REST
+    /// change, a disconnect), dropping recipients that cannot take them.
+    pub fn deliver(&mut self, deliveries: &[Delivery<Sid>]) -> Closing {
+        let full = self.send(deliveries);
+        self.drop_all(full)
+    }
+
     /// Emits `reply` to `socket` (if it is emitted) and acks with it.
-    pub fn answer(&self, socket: &SocketRef, ack: AckSender, reply: &Reply) -> Vec<SocketRef> {
-        let mut slow = Vec::new();
+    /// Returns the socket if its queue was full.
+    fn answer(&self, socket: &SocketRef, ack: AckSender, reply: &Reply) -> Option<Sid> {
         if let Some(body) = reply.error_body() {
             metrics::error(body.code);
         }
-        let Some(raw) = encode(&reply.event.payload) else {
-            return slow;
-        };
+        let raw = encode(&reply.event.payload)?;
         let emitted = if reply.emit {
             socket.emit(reply.event.name.as_str(), &raw)
         } else {
             Ok(())
         };
         let acked = ack.send(&raw);
-        if is_full(&emitted) || is_full(&acked) {
-            metrics::dropped(1);
-            slow.push(socket.clone());
-        }
-        slow
+        let full = |r: &Result<(), SendError>| {
+            matches!(r, Err(SendError::Socket(SocketError::InternalChannelFull)))
+        };
+        (full(&emitted) || full(&acked)).then_some(socket.id)
     }
 
-    /// Emits every delivery, in order. Returns the sockets whose queues were
-    /// full: the caller disconnects them once the lock is released (a client
-    /// that cannot keep up would otherwise silently miss changes).
-    pub fn deliver(&self, deliveries: &[Delivery<Sid>]) -> Vec<SocketRef> {
-        let mut slow = Vec::new();
+    /// Queues every delivery, in order, each packet encoded once. Returns the
+    /// recipients whose queues were full (closed sockets are leaving anyway).
+    fn send(&self, deliveries: &[Delivery<Sid>]) -> Vec<Sid> {
+        let mut full = Vec::new();
         for d in deliveries {
+            let mut recipients = d.to.iter().filter_map(|sid| self.sockets.get(sid));
+            let Some(first) = recipients.next() else {
+                continue;
+            };
             let Some(raw) = encode(&d.event.payload) else {
                 continue;
             };
-            if matches!(d.event.payload, Payload::Signal(_)) {
-                metrics::signal_relayed();
+            let packet = match first.encode_emit(d.event.name.as_str(), &raw) {
+                Ok(packet) => packet,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode a packet");
+                    continue;
+                }
+            };
+            let is_signal = matches!(d.event.payload, Payload::Signal(_));
+            for socket in std::iter::once(first).chain(recipients) {
+                match socket.emit_encoded(packet.clone()) {
+                    Ok(()) if is_signal => metrics::signal_relayed(),
+                    Ok(()) => {}
+                    Err(SocketError::InternalChannelFull) => full.push(socket.id),
+                    Err(SocketError::Closed) => {}
+                }
             }
-            if d.to.len() > 1
-                && let Some(io) = &self.io
-            {
-                self.broadcast(io, d, &raw);
+        }
+        full
+    }
+
+    /// Drops every connection in `full` that is still open, delivering what
+    /// each departure causes (which may fill more queues), and counts what
+    /// changed. Returns the sockets to close.
+    fn drop_all(&mut self, mut full: Vec<Sid>) -> Closing {
+        let mut closing = Closing::default();
+        while let Some(sid) = full.pop() {
+            if !self.registry.is_open(&sid) {
                 continue;
             }
-            for sid in &d.to {
-                let Some(socket) = self.sockets.get(sid) else {
-                    continue;
-                };
-                let sent = socket.emit(d.event.name.as_str(), &raw);
-                if is_full(&sent) {
-                    metrics::dropped(1);
-                    tracing::warn!(%sid, "dropping a connection that cannot keep up");
-                    slow.push(socket.clone());
+            metrics::dropped(1);
+            tracing::warn!(%sid, "dropping a connection that cannot keep up");
+            let deliveries = self.registry.drop_connection(&sid);
+            if let Some(socket) = self.sockets.get(&sid) {
+                closing.0.push(socket.clone());
+            }
+            full.extend(self.send(&deliveries));
+        }
+        self.count_changes();
+        closing
+    }
+
+    /// Counts the registry's changes: joins and leaves are what really
+    /// happened, never a renewal, an identical rejoin or a rename.
+    pub fn count_changes(&mut self) {
+        for change in self.registry.take_changes() {
+            match change.kind {
+                ChangeKind::PeerJoined(_) => metrics::joined(),
+                ChangeKind::PeerLeft { .. } => metrics::left(),
+                ChangeKind::RoomStarted | ChangeKind::PeerUpdated(_) | ChangeKind::RoomFinished => {
                 }
             }
         }
-        slow
     }
-}
-
-impl Inner {
-    /// One packet, encoded once and shared by every recipient's queue: a
-    /// full list to a room of P costs one encoding, not P copies.
-    ///
-    /// The local adapter's broadcast completes synchronously (its future is
-    /// ready at once), so it is queued here, under the lock, in order.
-    fn broadcast(&self, io: &SocketIo, d: &Delivery<Sid>, raw: &RawValue) {
-        let rooms: Vec<Cow<'static, str>> =
-            d.to.iter().map(|sid| Cow::Owned(sid.to_string())).collect();
-        match io.to(rooms).emit(d.event.name.as_str(), raw).now_or_never() {
-            Some(Ok(())) => {}
-            Some(Err(BroadcastError::Socket(errors))) => {
-                // Closed sockets are leaving anyway. A full queue
-                // (--max-queued-packets) means a recipient far behind: its
-                // heartbeat cannot queue a ping, so it is closed, reconnects
-                // and rejoins with a fresh list.
-                let full = errors
-                    .iter()
-                    .filter(|e| matches!(e, SocketError::InternalChannelFull))
-                    .count();
-                if full > 0 {
-                    metrics::dropped(full);
-                    tracing::warn!(
-                        full,
-                        event = d.event.name.as_str(),
-                        "recipients' queues are full"
-                    );
-                }
-            }
-            Some(Err(e)) => tracing::error!(error = %e, "broadcast failed"),
-            None => tracing::error!("broadcast did not complete synchronously"),
-        }
-    }
-}
-
-/// Whether a send failed because the socket's queue is full (not merely closed).
-fn is_full<T>(result: &Result<T, SendError>) -> bool {
-    matches!(
-        result,
-        Err(SendError::Socket(SocketError::InternalChannelFull))
-    )
 }
 
 /// Serializes a payload once, to be copied verbatim into every packet.

@@ -12,6 +12,7 @@ mod health;
 mod http;
 mod hub;
 mod metrics;
+mod origin;
 mod socket;
 
 use std::future::Future;
@@ -42,11 +43,10 @@ pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
         .max_payload(config.max_message_bytes as u64)
         .ws_max_message_size(config.max_message_bytes)
         .ws_max_frame_size(config.max_message_bytes)
-        .max_buffer_size(config.max_queued_packets)
+        .max_buffer_size(config.max_queued_packets as usize)
         .with_state(hub.clone())
         .build_layer();
     io.ns("/", socket::on_connect.with(socket::register));
-    hub.lock().set_io(io.clone());
 
     let api = http::Api {
         hub: hub.clone(),
@@ -68,9 +68,11 @@ pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
             .allow_methods(Any)
             .allow_headers(Any)
     };
+    let origins = origin::AllowedOrigins(Arc::new(config.cors_origins.clone()));
     let router = http::routes(api)
         .fallback_service(ServeDir::new(&config.www_dir))
         .layer(io_layer)
+        .layer(axum::middleware::from_fn_with_state(origins, origin::guard))
         .layer(cors);
     (router, io, hub)
 }
@@ -88,12 +90,12 @@ async fn expire_leases(hub: Arc<Hub>) {
         };
         tokio::select! {
             () = wait => {
-                let slow = {
+                let closing = {
                     let mut inner = hub.lock();
                     let deliveries = inner.registry.expire(now());
                     inner.deliver(&deliveries)
                 };
-                hub.drop_slow(slow);
+                closing.close();
             }
             () = hub.leases_changed.notified() => {}
         }

@@ -24,6 +24,7 @@ pub fn install() -> &'static PrometheusHandle {
         counter!("signalroom_leaves_total").absolute(0);
         counter!("signalroom_signals_relayed_total").absolute(0);
         counter!("signalroom_queue_full_total").absolute(0);
+        counter!("signalroom_origin_refused_total").absolute(0);
         handle
     })
 }
@@ -43,12 +44,17 @@ pub fn error(code: ErrorCode) {
     counter!("signalroom_errors_total", "code" => code.as_str()).increment(1);
 }
 
-/// A `signal` relayed to its target.
+/// A `signal` queued for its target.
 pub fn signal_relayed() {
     counter!("signalroom_signals_relayed_total").increment(1);
 }
 
-/// Deliveries that recipients' full queues refused.
+/// A Socket.IO request refused for its `Origin` (`--cors-origin`).
+pub fn origin_refused() {
+    counter!("signalroom_origin_refused_total").increment(1);
+}
+
+/// Connections dropped because their queue was full.
 pub fn dropped(count: usize) {
     counter!("signalroom_queue_full_total").increment(count as u64);
 }

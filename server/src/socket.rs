@@ -16,14 +16,12 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use signalroom_core::ClientEvent;
-use signalroom_core::protocol::Payload;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, SocketRef, State};
 use socketioxide::handler::{FromDisconnectParts, FromMessage, FromMessageParts, Value};
 use socketioxide::socket::{DisconnectReason, Socket};
 
-use crate::hub::{Hub, now};
-use crate::metrics;
+use crate::hub::Hub;
 
 /// Registers the event handlers of a new connection.
 pub async fn register(socket: SocketRef, State(hub): State<Arc<Hub>>) -> Result<(), Infallible> {
@@ -71,32 +69,11 @@ impl FromMessage<LocalAdapter> for Handled {
             return Ok(Handled);
         };
         let socket = SocketRef::from(s.clone());
-        let slow = {
-            let mut inner = hub.lock();
-            let outcome =
-                inner
-                    .registry
-                    .handle(&socket.id, event, args.get(1).copied(), binary, now());
-            if let Some(reply) = &outcome.reply {
-                count(event, reply);
-            }
-            let mut slow = match &outcome.reply {
-                Some(reply) => inner.answer(&socket, ack, reply),
-                None => Vec::new(),
-            };
-            slow.extend(inner.deliver(&outcome.deliveries));
-            slow
-        };
-        hub.drop_slow(slow);
+        let closing = hub
+            .lock()
+            .handle(&socket, ack, event, args.get(1).copied(), binary);
+        closing.close();
         Ok(Handled)
-    }
-}
-
-fn count(event: ClientEvent, reply: &signalroom_core::Reply) {
-    match (&reply.event.payload, event) {
-        (Payload::JoinSuccess(_), _) => metrics::joined(),
-        (Payload::LeaveSuccess(_), _) => metrics::left(),
-        _ => {}
     }
 }
 
@@ -115,16 +92,8 @@ impl FromDisconnectParts<LocalAdapter> for Departed {
         else {
             return Ok(Departed);
         };
-        let slow = {
-            let mut inner = hub.lock();
-            if inner.registry.membership(&s.id).is_some() {
-                metrics::left();
-            }
-            let deliveries = inner.registry.disconnect(&s.id);
-            inner.remove_socket(&s.id);
-            inner.deliver(&deliveries)
-        };
-        hub.drop_slow(slow);
+        let closing = hub.lock().remove_socket(&s.id);
+        closing.close();
         Ok(Departed)
     }
 }

@@ -86,6 +86,31 @@ fn a_bad_flag_is_refused_with_a_message() {
 }
 
 #[test]
+fn out_of_range_flag_values_exit_2_with_one_line_instead_of_panicking() {
+    for args in [
+        ["--ping-interval", "1e30"],
+        ["--ping-timeout", "1e20"],
+        ["--shutdown-timeout", "1e30"],
+        ["--max-queued-packets", "0"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_signalroom"))
+            .args(args)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(args[0]), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error: invalid value"),
+            "{args:?}: {first}"
+        );
+    }
+}
+
+#[test]
 fn port_env_is_honoured() {
     let mut server = Server(
         Command::new(env!("CARGO_BIN_EXE_signalroom"))

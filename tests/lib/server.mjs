@@ -313,3 +313,50 @@ export class RawSocket {
 
   close() { this.ws.close(); }
 }
+
+/**
+ * A raw Engine.IO v4 long-polling session: the test decides when it reads (GET) and what it
+ * writes (POST), so it can stop reading, or race a close against a long POST.
+ */
+export class PollingSession {
+  constructor(url) { this.url = url; this.sid = undefined; }
+
+  get path() { return `/socket.io/?EIO=4&transport=polling&sid=${this.sid}`; }
+
+  /** Opens the session and connects to namespace `/` (reads the CONNECT reply). */
+  async open() {
+    const res = await request(this.url, '/socket.io/?EIO=4&transport=polling');
+    if (res.status !== 200) throw new Error(`polling open: ${res.status} ${res.text}`);
+    this.sid = JSON.parse(res.text.slice(1)).sid;
+    await this.post('40');
+    const packets = await this.get();
+    if (!packets.some((p) => p.startsWith('40'))) throw new Error(`no CONNECT reply: ${packets}`);
+    return this;
+  }
+
+  /** POSTs packets (a string, or several joined with the record separator). */
+  post(packets) {
+    const body = Array.isArray(packets) ? packets.join('\u001e') : packets;
+    return request(this.url, this.path, { method: 'POST', body, headers: { 'content-type': 'text/plain;charset=UTF-8' } });
+  }
+
+  /** One GET: resolves with the packets it returned, or {status} when refused (session gone). */
+  async get() {
+    const res = await request(this.url, this.path);
+    if (res.status !== 200) return { status: res.status, text: res.text };
+    return res.text.split('\u001e');
+  }
+
+  /** Sends a Socket.IO EVENT (with ack id `id` when given). */
+  emit(event, payload, id) {
+    return this.post(`42${id === undefined ? '' : id}${JSON.stringify([event, payload])}`);
+  }
+}
+
+/** The value of a counter or gauge (without labels) in the server's /metrics. */
+export async function metric(url, name) {
+  const res = await request(url, '/metrics');
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(res.text);
+  if (!m) throw new Error(`metric ${name} missing`);
+  return Number(m[1]);
+}

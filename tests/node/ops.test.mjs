@@ -2,7 +2,8 @@
 // graceful shutdown on SIGTERM.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, uniq, request, postJson, once } from '../lib/server.mjs';
+import WebSocket from 'ws';
+import { startServer, connect, uniq, request, postJson, once, rooms } from '../lib/server.mjs';
 
 let srv;
 const clients = [];
@@ -120,6 +121,45 @@ test('GET /metrics: Prometheus text with connections, rooms, peers, joins, leave
   }
 });
 
+test('the join, leave and relay counters equal what really happened (renewals, renames and failed relays are not counted)', async () => {
+  const m = await startServer(['--http-peer-ttl', '0.5']);
+  try {
+    const x = uniq('count-x');
+    const y = uniq('count-y');
+    const counts = async () => {
+      const t = parseMetrics((await request(m.url, '/metrics')).text);
+      return [t.get('signalroom_joins_total'), t.get('signalroom_leaves_total'), t.get('signalroom_signals_relayed_total')];
+    };
+    const [a, b, c, o] = [await client(m.url), await client(m.url), await client(m.url), await client(m.url)];
+    await o.join(x, 'o'); // joins 1
+    await a.join(x, 'a'); // 2
+    await b.join(x, 'b'); // 3
+    await a.ack('join_room', { room_name: x, peer_id: 'a', username: 'Alice' }); // a rename: no join
+    await a.ack('join_room', { room_name: x, peer_id: 'a', username: 'Alice' }); // identical: nothing
+    const rest = (username) => postJson(m.url, `/api/webrtc/rooms/${encodeURIComponent(x)}/join`, { peer_id: 'h', username });
+    assert.equal((await rest('H')).status, 200); // 4
+    assert.equal((await rest('H')).status, 200); // a renewal: nothing
+    assert.equal((await rest('H2')).status, 200); // a rename: nothing
+    await b.join(y, 'b'); // b moves: leaves 1, joins 5
+    await c.join(x, 'c'); // 6
+    await a.ack('join_room', { room_name: x, peer_id: 'a2', username: 'Alice' }); // new peer_id: leaves 2, joins 7
+    assert.deepEqual(await a.ack('signal', { to: 'c', data: 1 }), { to: 'c' }); // relayed 1
+    assert.deepEqual(await a.ack('signal', { to: 'c', data: 2 }), { to: 'c' }); // relayed 2
+    assert.equal((await a.ack('signal', { to: 'h', data: 3 })).code, 'peer_not_found'); // not relayed
+    assert.equal((await a.ack('signal', { to: 'nobody', data: 4 })).code, 'peer_not_found');
+    // o's lists are unique in this sequence, so each wait below matches one change only.
+    const listed = (...want) => (d) => JSON.stringify(d.peers.map((p) => p.peer_id)) === JSON.stringify(want);
+    await o.next('peer_list_updated', listed('o', 'c', 'a2'), 10000); // lease expiry: leaves 3
+    await c.ack('leave_room', {}); // leaves 4
+    await o.next('peer_list_updated', listed('o', 'a2'));
+    a.close(); // leaves 5
+    await o.next('peer_list_updated', listed('o'));
+    assert.deepEqual(await counts(), [7, 5, 2]);
+  } finally {
+    assert.equal((await m.stop()).code, 0);
+  }
+});
+
 test('CORS: any origin is allowed by default, on REST and on Socket.IO polling', async () => {
   const origin = 'chrome-extension://abcdefghijklmnop';
   const res = await request(srv.url, '/api/webrtc/rooms', { headers: { origin } });
@@ -148,6 +188,35 @@ test('CORS: --cors-origin restricts the allowed origins', async () => {
     }
     const denied = await request(s.url, '/api/webrtc/rooms', { headers: { origin: 'https://evil.example' } });
     assert.equal(denied.headers['access-control-allow-origin'], undefined);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});
+
+test('CORS: --cors-origin also refuses Socket.IO sessions (WebSocket and polling) from other origins', async () => {
+  const s = await startServer(['--cors-origin', 'http://good.example']);
+  const wsUrl = `${s.url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`;
+  /** Resolves with the HTTP status the WebSocket upgrade got (101 when it opened). */
+  const upgrade = (origin) => new Promise((resolve) => {
+    const ws = new WebSocket(wsUrl, origin ? { origin } : {});
+    ws.on('open', () => { ws.close(); resolve(101); });
+    ws.on('unexpected-response', (_, res) => { res.resume(); resolve(res.statusCode); });
+    ws.on('error', () => {});
+  });
+  try {
+    assert.equal(await upgrade('http://evil.example'), 403);
+    assert.equal(await upgrade('http://good.example'), 101);
+    assert.equal(await upgrade(undefined), 101, 'programs send no Origin and are served');
+    const evil = await request(s.url, '/socket.io/?EIO=4&transport=polling', { headers: { origin: 'http://evil.example' } });
+    assert.equal(evil.status, 403);
+    const good = await request(s.url, '/socket.io/?EIO=4&transport=polling', { headers: { origin: 'http://good.example' } });
+    assert.equal(good.status, 200);
+    // socket.io-client in Node (no Origin) joins a room as before; nothing was joined by the refused ones.
+    const room = uniq('origin');
+    const c = await client(s.url);
+    await c.join(room, 'node');
+    assert.deepEqual(Object.keys(await rooms(s.url)), [room]);
+    c.close();
   } finally {
     assert.equal((await s.stop()).code, 0);
   }

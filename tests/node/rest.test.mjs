@@ -171,6 +171,22 @@ test('POST join 400 invalid_field: the path room name checked like join_room', a
   assert.equal(ok.json.room_name, 'é'.repeat(64));
 });
 
+test('a path whose percent-encoding is not UTF-8 is a JSON 400 invalid_field, on every route', async () => {
+  const cases = [
+    ['POST', '/api/webrtc/rooms/%ff/join', 'room_name'],
+    ['GET', '/api/webrtc/rooms/%ff', 'room_name'],
+    ['DELETE', '/api/webrtc/rooms/%ff/peers/p', 'room_name'],
+    ['DELETE', `/api/webrtc/rooms/${uniq('utf8')}/peers/%C3%28`, 'peer_id'],
+  ];
+  for (const [method, path, field] of cases) {
+    const body = method === 'POST' ? JSON.stringify({ peer_id: 'p', username: 'u' }) : undefined;
+    const res = await request(srv.url, path, { method, body, headers: body ? { 'content-type': 'application/json' } : {} });
+    assert.equal(res.status, 400, `${method} ${path}`);
+    assert.match(String(res.headers['content-type']), /^application\/json/, `${method} ${path}`);
+    assert.deepEqual(res.json, { error: `Field ${field} is not valid UTF-8`, code: 'invalid_field' }, `${method} ${path}`);
+  }
+});
+
 test('POST join 409 room_full: HTTP and socket peers count towards capacity', async () => {
   const room = uniq('post-full');
   const a = await client();

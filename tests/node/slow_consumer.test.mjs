@@ -30,11 +30,14 @@ test('a connection that stops reading is closed once its queue is full, and its 
     .next('peer_list_updated', (d) => !ids(d.peers).includes('stuck'), 60_000)
     .then((d) => { gone = true; return d; });
   const data = 'x'.repeat(60 * 1024);
-  // Bounded: 1,000 signals of 60 KiB (60 MB) is far more than loopback buffers hold.
-  for (let i = 0; i < 1000 && !gone; i++) {
-    sender.emit('signal', { to: 'stuck', data });
-    if (i % 20 === 19) await sender.barrier();
+  // Bounded: 1,000 signals of 60 KiB (60 MB) is far more than loopback buffers hold. Each
+  // is acked once queued for its target; the one its full queue cannot take is refused.
+  let refused;
+  for (let i = 0; i < 1000 && !gone && !refused; i++) {
+    const a = await sender.ack('signal', { to: 'stuck', data });
+    if (a.code) refused = a;
   }
+  assert.equal(refused?.code, 'peer_not_found', 'the signal the stuck client could not take is refused');
   const update = await left;
   assert.deepEqual(ids(update.peers), ['sender']);
 

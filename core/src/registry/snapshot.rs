@@ -110,9 +110,10 @@ impl<C: Clone + Eq + Hash> Registry<C> {
     }
 
     /// Makes the room exactly what `snapshot` says, replacing any room of that
-    /// name, without announcing anything (the members already heard of every
-    /// change up to its version). Refused, changing nothing, when the snapshot
-    /// is inconsistent or one of its connections is in another room here.
+    /// name, without announcing or recording anything (the members already
+    /// heard of every change up to its version). Its socket members count as
+    /// open. Refused, changing nothing, when the snapshot is inconsistent or
+    /// one of its connections is in another room here.
     pub fn import_room(&mut self, snapshot: RoomSnapshot<C>) -> Result<(), SnapshotError> {
         let name = snapshot.name.clone();
         if snapshot.members.is_empty() || snapshot.version == 0 {
@@ -140,6 +141,9 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         for m in snapshot.members {
             let holder = match m.holder {
                 HolderSnapshot::Socket { conn, mode } => {
+                    // A member is open by the registry's invariant; its node
+                    // says when it closes.
+                    self.open.insert(conn.clone());
                     self.sessions.insert(
                         conn.clone(),
                         Session {
@@ -174,7 +178,8 @@ impl<C: Clone + Eq + Hash> Registry<C> {
     }
 
     /// Drops the room `name` with its memberships and leases, announcing
-    /// nothing (a node that lost the room's ownership stops serving it).
+    /// nothing (a node that lost the room's ownership stops serving it). Its
+    /// connections are closed here: another registry serves them now.
     /// Returns what it held.
     pub fn forget_room(&mut self, name: &str) -> Option<RoomSnapshot<C>> {
         let snapshot = self.export_room(name)?;
@@ -183,6 +188,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
             match m.holder {
                 Holder::Socket { conn, .. } => {
                     self.sessions.remove(&conn);
+                    self.open.remove(&conn);
                 }
                 Holder::Http { expires_at } => {
                     self.leases
@@ -208,16 +214,17 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         })
     }
 
-    /// Removes every socket member whose connection matches `gone`, as if each
-    /// had disconnected: one change, and one version, per peer, room by room
-    /// and in list order, announced to the members that remain (never to the
-    /// removed ones, which have nobody left to tell).
+    /// Drops every socket member whose connection matches `gone` (a dead
+    /// node's), as [`Registry::drop_connection`] does: closed, and one change
+    /// (reason `dropped`) and one version per peer, room by room and in list
+    /// order, announced to the members that remain (never to the removed ones,
+    /// which have nobody left to tell).
     pub fn remove_conns(&mut self, mut gone: impl FnMut(&C) -> bool) -> Vec<Delivery<C>> {
         let doomed: Vec<C> = self.member_conns().filter(|c| gone(c)).cloned().collect();
         let removed: HashSet<&C> = doomed.iter().collect();
         let mut deliveries = Vec::new();
         for conn in &doomed {
-            deliveries.extend(self.disconnect(conn));
+            deliveries.extend(self.drop_connection(conn));
         }
         for d in &mut deliveries {
             d.to.retain(|c| !removed.contains(c));

@@ -31,6 +31,19 @@ fn join_mode(
     user: &str,
     mode: &str,
 ) -> Outcome<u32> {
+    r.connect(&conn);
+    join_open(r, conn, room, peer, user, mode)
+}
+
+/// A join as the connection sends it, whether or not it is still open.
+fn join_open(
+    r: &mut Reg,
+    conn: u32,
+    room: &str,
+    peer: &str,
+    user: &str,
+    mode: &str,
+) -> Outcome<u32> {
     let payload =
         raw(json!({"room_name": room, "peer_id": peer, "username": user, "updates": mode}));
     r.handle(&conn, ClientEvent::JoinRoom, Some(&payload), false, T0)
@@ -290,6 +303,7 @@ fn a_refused_join_keeps_the_old_room() {
 #[test]
 fn binary_join_is_an_invalid_payload() {
     let mut r = reg(10);
+    r.connect(&1);
     let p = raw(json!({"room_name": "r", "peer_id": "p", "username": "u"}));
     let o = r.handle(&1, ClientEvent::JoinRoom, Some(&p), true, T0);
     assert_eq!(reply_name(&o), "join_room_error");
@@ -310,6 +324,7 @@ fn get_peers_answers_the_current_list() {
 }
 
 fn signal(r: &mut Reg, conn: u32, payload: serde_json::Value) -> Outcome<u32> {
+    r.connect(&conn);
     let p = raw(payload);
     r.handle(&conn, ClientEvent::Signal, Some(&p), false, T0)
 }
@@ -464,6 +479,106 @@ fn an_http_peer_alone_keeps_a_room_alive_until_it_expires() {
     );
 }
 
+#[test]
+fn a_closed_connection_cannot_join_so_no_ghost_is_left() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "A");
+    join(&mut r, 2, "room", "b", "B");
+    r.disconnect(&2);
+    // The transport hands over a packet it had queued before the close.
+    let o = join_open(&mut r, 2, "other", "b", "B", "full");
+    assert!(o.reply.is_none() && o.deliveries.is_empty());
+    assert!(r.membership(&2).is_none());
+    assert!(
+        r.room("other").is_err(),
+        "no room made for a dead connection"
+    );
+    // Never connected at all: the same.
+    assert!(
+        join_open(&mut r, 9, "room", "z", "Z", "full")
+            .reply
+            .is_none()
+    );
+    assert_eq!(r.peer_count(), 1);
+}
+
+fn reasons(r: &mut Reg) -> Vec<(String, LeaveReason)> {
+    r.take_changes()
+        .into_iter()
+        .filter_map(|c| match c.kind {
+            ChangeKind::PeerLeft { peer_id, reason } => Some((peer_id, reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_departure_is_recorded_with_its_reason() {
+    let mut r = reg(10);
+    let left = |p: &str, why| vec![(p.to_owned(), why)];
+    join(&mut r, 9, "room", "keep", "K");
+    join(&mut r, 1, "room", "a", "A");
+    r.take_changes();
+    r.leave(&1);
+    assert_eq!(reasons(&mut r), left("a", LeaveReason::Left));
+    join(&mut r, 1, "room", "a", "A");
+    join(&mut r, 1, "room", "a2", "A");
+    assert_eq!(reasons(&mut r), left("a", LeaveReason::Left));
+    join(&mut r, 1, "elsewhere", "a2", "A");
+    assert_eq!(reasons(&mut r), left("a2", LeaveReason::Moved));
+    r.disconnect(&1);
+    join(&mut r, 2, "room", "b", "B");
+    r.take_changes();
+    r.drop_connection(&2);
+    assert_eq!(reasons(&mut r), left("b", LeaveReason::Dropped));
+    r.http_join("room", &json!({"peer_id": "h", "username": "H"}), T0)
+        .0
+        .expect("joined");
+    r.take_changes();
+    r.http_leave("room", "h").expect("removed");
+    assert_eq!(reasons(&mut r), left("h", LeaveReason::Deleted));
+    r.http_join("room", &json!({"peer_id": "h", "username": "H"}), T0)
+        .0
+        .expect("joined");
+    r.take_changes();
+    r.expire(T0.plus_ms(1_000));
+    assert_eq!(reasons(&mut r), left("h", LeaveReason::Expired));
+}
+
+#[test]
+fn renewals_and_identical_rejoins_are_not_changes_but_renames_are() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "A");
+    let started = r.take_changes();
+    assert_eq!(started.len(), 2);
+    assert_eq!(started[0].kind, ChangeKind::RoomStarted);
+    assert!(matches!(&started[1].kind, ChangeKind::PeerJoined(p) if p.peer_id == "a"));
+    join(&mut r, 1, "room", "a", "A");
+    let body = json!({"peer_id": "h", "username": "H"});
+    r.http_join("room", &body, T0).0.expect("joined");
+    r.take_changes();
+    r.http_join("room", &body, T0).0.expect("renewed");
+    assert!(r.take_changes().is_empty());
+    join(&mut r, 1, "room", "a", "Alice");
+    let renamed = r.take_changes();
+    assert_eq!(renamed.len(), 1);
+    assert!(matches!(&renamed[0].kind, ChangeKind::PeerUpdated(p) if p.username == "Alice"));
+    assert_eq!(renamed[0].version, 3);
+}
+
+#[test]
+fn the_last_departure_finishes_the_room_at_its_own_version() {
+    let mut r = reg(10);
+    join(&mut r, 1, "room", "a", "A");
+    r.take_changes();
+    r.leave(&1);
+    let c = r.take_changes();
+    assert_eq!(c.len(), 2);
+    assert_eq!(c[0].version, 2);
+    assert_eq!(c[1].kind, ChangeKind::RoomFinished);
+    assert_eq!(c[1].version, 2);
+}
+
 // ---- Invariants over random command sequences ----
 
 #[derive(Debug, Clone)]
@@ -475,8 +590,10 @@ pub(super) enum Op {
         user: u8,
         delta: bool,
     },
+    Connect(u32),
     Leave(u32),
     Disconnect(u32),
+    Drop(u32),
     Signal {
         conn: u32,
         to: u8,
@@ -499,8 +616,10 @@ pub(super) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (conn.clone(), 0u8..3, 0u8..5, 0u8..2, any::<bool>())
             .prop_map(|(conn, room, peer, user, delta)| Op::Join { conn, room, peer, user, delta }),
+        2 => conn.clone().prop_map(Op::Connect),
         1 => conn.clone().prop_map(Op::Leave),
         1 => conn.clone().prop_map(Op::Disconnect),
+        1 => conn.clone().prop_map(Op::Drop),
         1 => (conn.clone(), 0u8..5).prop_map(|(conn, to)| Op::Signal { conn, to }),
         1 => conn.prop_map(Op::GetPeers),
         1 => (0u8..3, 0u8..5, 0u8..2).prop_map(|(room, peer, user)| Op::HttpJoin { room, peer, user }),
@@ -574,6 +693,7 @@ fn check_invariants(r: &Reg, views: &HashMap<u32, View>) {
                     seen_conns.insert(*conn, name.clone()).is_none(),
                     "conn {conn} in two rooms"
                 );
+                assert!(r.is_open(conn), "closed conn {conn} holds an entry");
                 let s = &r.sessions[conn];
                 assert_eq!((&s.room_name, &s.peer_id), (name, &m.peer.peer_id));
                 let view = &views[conn];
@@ -628,13 +748,19 @@ proptest! {
     fn invariants_hold_over_random_sequences(ops in prop::collection::vec(op(), 1..80)) {
         let mut r = Registry::new(Config { max_peers: 3, max_signal_bytes: 64, http_peer_ttl_ms: 1_000, ice_servers: vec![] });
         let mut views: HashMap<u32, View> = HashMap::new();
+        let mut ledger = Ledger::default();
         let mut now = T0;
         for op in ops {
             match op {
                 Op::Join { conn, room, peer, user, delta } => {
                     let mode = if delta { "delta" } else { "full" };
                     let before = r.membership(&conn).map(|(a, b)| (a.to_owned(), b.to_owned()));
-                    let o = join_mode(&mut r, conn, &format!("r{room}"), &format!("p{peer}"), &format!("u{user}"), mode);
+                    let open = r.is_open(&conn);
+                    let o = join_open(&mut r, conn, &format!("r{room}"), &format!("p{peer}"), &format!("u{user}"), mode);
+                    if !open {
+                        prop_assert!(o.reply.is_none() && o.deliveries.is_empty(), "a closed connection was answered");
+                        prop_assert!(r.membership(&conn).is_none());
+                    }
                     if o.reply.as_ref().and_then(Reply::error_body).is_some() {
                         prop_assert!(o.deliveries.is_empty());
                         let after = r.membership(&conn).map(|(a, b)| (a.to_owned(), b.to_owned()));
@@ -646,13 +772,15 @@ proptest! {
                     let o = r.leave(&conn);
                     deliver(&mut views, &o, conn);
                 }
-                Op::Disconnect(conn) => {
-                    let d = r.disconnect(&conn);
+                Op::Connect(conn) => r.connect(&conn),
+                Op::Disconnect(conn) | Op::Drop(conn) => {
+                    let d = if matches!(op, Op::Drop(_)) { r.drop_connection(&conn) } else { r.disconnect(&conn) };
                     views.insert(conn, View::default());
                     deliver_all(&mut views, &d);
                 }
                 Op::Signal { conn, to } => {
-                    let o = signal(&mut r, conn, json!({"to": format!("p{to}"), "data": "x"}));
+                    let p = raw(json!({"to": format!("p{to}"), "data": "x"}));
+                    let o = r.handle(&conn, ClientEvent::Signal, Some(&p), false, T0);
                     for d in &o.deliveries {
                         prop_assert_eq!(d.to.len(), 1);
                         let target = d.to[0];
@@ -681,7 +809,85 @@ proptest! {
                     prop_assert!(r.next_expiry().is_none_or(|at| at > now));
                 }
             }
+            ledger.apply(&r.take_changes());
+            ledger.check(&r);
             check_invariants(&r, &views);
         }
+    }
+}
+
+/// The rooms as rebuilt only from the recorded changes.
+#[derive(Default)]
+struct Ledger {
+    rooms: BTreeMap<String, (u64, Vec<String>)>,
+}
+
+impl Ledger {
+    fn apply(&mut self, changes: &[RoomChange]) {
+        for c in changes {
+            let name = &c.room_name;
+            if c.kind == ChangeKind::RoomStarted {
+                assert!(!self.rooms.contains_key(name), "{name} started twice");
+                assert_eq!(c.version, 1);
+                self.rooms.insert(name.clone(), (0, Vec::new()));
+                continue;
+            }
+            let (version, peers) = self
+                .rooms
+                .get_mut(name)
+                .expect("a change of a started room");
+            match &c.kind {
+                ChangeKind::RoomFinished => {
+                    assert!(peers.is_empty(), "{name} finished with peers");
+                    assert_eq!(c.version, *version);
+                    self.rooms.remove(name);
+                    continue;
+                }
+                ChangeKind::PeerJoined(p) => {
+                    assert!(!peers.contains(&p.peer_id));
+                    peers.push(p.peer_id.clone());
+                }
+                ChangeKind::PeerUpdated(p) => assert!(peers.contains(&p.peer_id)),
+                ChangeKind::PeerLeft { peer_id, .. } => {
+                    assert!(peers.contains(peer_id));
+                    peers.retain(|p| p != peer_id);
+                }
+                ChangeKind::RoomStarted => unreachable!(),
+            }
+            assert_eq!(
+                c.version,
+                *version + 1,
+                "{name}: a change skipped or repeated a version"
+            );
+            *version = c.version;
+        }
+    }
+
+    /// Every room the ledger holds is the registry's, at the same version with the same peers.
+    fn check(&self, r: &Reg) {
+        let rebuilt: BTreeMap<String, (u64, Vec<String>)> = self
+            .rooms
+            .iter()
+            .filter(|(_, (_, peers))| !peers.is_empty())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let actual: BTreeMap<String, (u64, Vec<String>)> = r
+            .rooms
+            .iter()
+            .map(|(k, room)| {
+                let ids = room
+                    .members
+                    .iter()
+                    .map(|m| m.peer.peer_id.clone())
+                    .collect();
+                (k.clone(), (room.version, ids))
+            })
+            .collect();
+        assert_eq!(rebuilt, actual, "the changes do not add up to the rooms");
+        assert_eq!(
+            self.rooms.len(),
+            actual.len(),
+            "a room emptied without finishing"
+        );
     }
 }

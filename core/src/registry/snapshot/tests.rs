@@ -5,7 +5,7 @@ use super::*;
 use crate::cluster::ConnId;
 use crate::protocol::{Event, Payload};
 use crate::registry::tests::{Op, op};
-use crate::registry::{ClientEvent, Config, Outcome};
+use crate::registry::{ChangeKind, ClientEvent, Config, LeaveReason, Outcome};
 use proptest::prelude::*;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -32,6 +32,7 @@ fn join<C: Clone + Eq + Hash>(
     peer: &str,
     mode: &str,
 ) -> Outcome<C> {
+    r.connect(conn);
     join_as(r, conn, room, peer, peer, mode)
 }
 
@@ -47,10 +48,11 @@ fn join_as<C: Clone + Eq + Hash>(
     r.handle(conn, ClientEvent::JoinRoom, Some(&p), false, T0)
 }
 
-/// Every room of a registry, every connection's place, the next lease expiry.
+/// Every room of a registry, every connection's place and whether it is
+/// open, the next lease expiry.
 type State<C> = (
     Vec<RoomSnapshot<C>>,
-    Vec<Option<(String, String)>>,
+    Vec<(Option<(String, String)>, bool)>,
     Option<Timestamp>,
 );
 
@@ -62,7 +64,10 @@ fn state<C: Clone + Eq + Hash + Ord>(r: &Registry<C>, conns: &[C]) -> State<C> {
         .collect();
     let memberships = conns
         .iter()
-        .map(|c| r.membership(c).map(|(a, b)| (a.to_owned(), b.to_owned())))
+        .map(|c| {
+            let place = r.membership(c).map(|(a, b)| (a.to_owned(), b.to_owned()));
+            (place, r.is_open(c))
+        })
         .collect();
     (rooms, memberships, r.next_expiry())
 }
@@ -79,6 +84,16 @@ where
         let back: RoomSnapshot<C> = serde_json::from_str(&text).expect("parses");
         copy.import_room(back)
             .expect("a registry's own rooms import");
+    }
+    copy
+}
+
+/// [`rebuilt`], plus the connections open in `r` that are in no room: their
+/// nodes tell a new owner about them as their commands come.
+fn rebuilt_with_open(r: &Registry<u32>, conns: &[u32]) -> Registry<u32> {
+    let mut copy = rebuilt(r);
+    for c in conns.iter().filter(|c| r.is_open(c)) {
+        copy.connect(c);
     }
     copy
 }
@@ -102,8 +117,9 @@ fn a_room_round_trips_with_its_modes_and_leases() {
             expires_at: T0.0 + 1_000
         }
     );
-    let copy = rebuilt(&r);
+    let mut copy = rebuilt(&r);
     assert_eq!(state(&copy, &[1, 2]), state(&r, &[1, 2]));
+    assert!(copy.take_changes().is_empty(), "importing is not a change");
     assert_eq!(copy.rooms(), r.rooms());
     assert!(r.export_room("nowhere").is_none());
 }
@@ -171,11 +187,14 @@ fn forgetting_a_room_drops_its_memberships_and_leases_silently() {
     join(&mut r, &1, "room", "a", "full");
     let (res, _) = r.http_join("room", &json!({"peer_id": "h", "username": "H"}), T0);
     assert!(res.is_ok());
+    r.take_changes();
     let snap = r.forget_room("room").expect("existed");
     assert_eq!(snap.members.len(), 2);
     assert_eq!(r.room_count(), 0);
     assert_eq!(r.membership(&1), None);
+    assert!(!r.is_open(&1));
     assert_eq!(r.next_expiry(), None);
+    assert!(r.take_changes().is_empty(), "forgetting is not a change");
     assert!(r.expire(T0.plus_ms(5_000)).is_empty());
     assert!(r.forget_room("room").is_none());
 }
@@ -192,7 +211,19 @@ fn a_dead_nodes_peers_leave_one_version_each() {
     join(&mut r, &c("n1", "c"), "room", "c", "delta");
     join(&mut r, &c("n2", "d"), "room", "d", "delta");
     assert_eq!(r.member_nodes(), ["n1", "n2"]);
+    r.take_changes();
     let d = r.remove_node("n2");
+    let changes: Vec<(u64, ChangeKind)> = r
+        .take_changes()
+        .into_iter()
+        .map(|c| (c.version, c.kind))
+        .collect();
+    let dropped = |peer: &str| ChangeKind::PeerLeft {
+        peer_id: peer.into(),
+        reason: LeaveReason::Dropped,
+    };
+    assert_eq!(changes, [(5, dropped("b")), (6, dropped("d"))]);
+    assert!(!r.is_open(&c("n2", "b")));
     let seen: Vec<(String, Vec<String>, u64)> = d
         .iter()
         .map(|d| {
@@ -263,7 +294,12 @@ fn apply<C: Clone + Eq + Hash + std::fmt::Debug>(
             ))
         }
         Op::Leave(conn) => outcome(r.leave(&conn_of(*conn))),
+        Op::Connect(conn) => {
+            r.connect(&conn_of(*conn));
+            String::new()
+        }
         Op::Disconnect(conn) => deliveries(&r.disconnect(&conn_of(*conn))),
+        Op::Drop(conn) => deliveries(&r.drop_connection(&conn_of(*conn))),
         Op::Signal { conn, to } => {
             let p = raw(json!({"to": format!("p{to}"), "data": {"sdp": "x"}}));
             outcome(r.handle(&conn_of(*conn), ClientEvent::Signal, Some(&p), false, *now))
@@ -309,7 +345,7 @@ proptest! {
         for op in &before {
             apply(&mut r, op, &|c| c, &mut now);
         }
-        let mut copy = rebuilt(&r);
+        let mut copy = rebuilt_with_open(&r, &conns);
         prop_assert_eq!(state(&copy, &conns), state(&r, &conns));
         prop_assert_eq!(copy.rooms(), r.rooms());
         let mut now_copy = now;
