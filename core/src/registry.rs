@@ -841,7 +841,9 @@ impl<C: Clone + Eq + Hash> Registry<C> {
     }
 }
 
+mod restore;
 mod snapshot;
+pub use restore::RestoreError;
 pub use snapshot::{HolderSnapshot, MemberSnapshot, RoomSnapshot, SnapshotError};
 
 #[cfg(test)]
