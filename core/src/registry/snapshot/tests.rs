@@ -33,7 +33,7 @@ fn join<C: Clone + Eq + Hash>(
     mode: &str,
 ) -> Outcome<C> {
     r.connect(conn);
-    join_as(r, conn, room, peer, peer, mode)
+    join_as(r, conn, room, peer, peer, mode, T0)
 }
 
 fn join_as<C: Clone + Eq + Hash>(
@@ -43,9 +43,10 @@ fn join_as<C: Clone + Eq + Hash>(
     peer: &str,
     user: &str,
     mode: &str,
+    now: Timestamp,
 ) -> Outcome<C> {
     let p = raw(json!({"room_name": room, "peer_id": peer, "username": user, "updates": mode}));
-    r.handle(conn, ClientEvent::JoinRoom, Some(&p), false, T0)
+    r.handle(conn, ClientEvent::JoinRoom, Some(&p), false, now)
 }
 
 /// Every room of a registry, every connection's place and whether it is
@@ -291,6 +292,7 @@ fn apply<C: Clone + Eq + Hash + std::fmt::Debug>(
                 &format!("p{peer}"),
                 &format!("u{user}"),
                 mode,
+                *now,
             ))
         }
         Op::Leave(conn) => outcome(r.leave(&conn_of(*conn))),
@@ -399,6 +401,72 @@ proptest! {
                     })
                     .collect();
                 prop_assert_eq!(heard, ((before.version + 1)..=after.version).collect::<Vec<_>>());
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    /// Redis lost everything and the owner died: the nodes put their still
+    /// connected members back, in any order, into an empty registry. Each room
+    /// comes back with exactly its socket members, ordered by join time, at a
+    /// version above everything its members saw.
+    #[test]
+    fn restored_members_rebuild_their_rooms(
+        ops in prop::collection::vec(op(), 0..60),
+        order in any::<prop::sample::Index>(),
+        backwards in any::<bool>(),
+    ) {
+        let mut r: Registry<u32> = Registry::new(config());
+        let mut now = T0;
+        for op in &ops {
+            apply(&mut r, op, &|c| c, &mut now);
+        }
+        let lost: Vec<RoomSnapshot<u32>> =
+            r.room_names().map(|n| r.export_room(n).expect("exists")).collect();
+        let mut members: Vec<(String, u64, MemberSnapshot<u32>)> = lost
+            .iter()
+            .flat_map(|room| room.members.iter().map(|m| (room.name.clone(), room.version, m.clone())))
+            .filter(|(_, _, m)| matches!(m.holder, HolderSnapshot::Socket { .. }))
+            .collect();
+        // Any order: a later joiner often comes back before an earlier one.
+        if !members.is_empty() {
+            let k = order.index(members.len());
+            members.rotate_left(k);
+        }
+        if backwards {
+            members.reverse();
+        }
+        let mut healed: Registry<u32> = Registry::new(config());
+        for (room, floor, m) in &members {
+            let HolderSnapshot::Socket { conn, mode } = &m.holder else { continue };
+            healed.connect(conn);
+            let restored = healed.restore(conn, room, m.peer.clone(), *mode, *floor, now);
+            prop_assert!(restored.is_ok(), "{:?}", restored.err());
+        }
+        for room in &lost {
+            let sockets: Vec<&Peer> = room
+                .members
+                .iter()
+                .filter(|m| matches!(m.holder, HolderSnapshot::Socket { .. }))
+                .map(|m| &m.peer)
+                .collect();
+            let Some(back) = healed.export_room(&room.name) else {
+                prop_assert!(sockets.is_empty());
+                continue;
+            };
+            let mut ids: Vec<&str> = back.members.iter().map(|m| m.peer.peer_id.as_str()).collect();
+            let mut want: Vec<&str> = sockets.iter().map(|p| p.peer_id.as_str()).collect();
+            ids.sort_unstable();
+            want.sort_unstable();
+            prop_assert_eq!(ids, want);
+            prop_assert!(back.members.windows(2).all(|w| w[0].peer.joined_at <= w[1].peer.joined_at));
+            prop_assert!(back.version > room.version);
+            for m in &back.members {
+                let HolderSnapshot::Socket { conn, .. } = &m.holder else { continue };
+                prop_assert_eq!(healed.membership(conn), Some((room.name.as_str(), m.peer.peer_id.as_str())));
             }
         }
     }
