@@ -4,6 +4,7 @@
 //! member of a node that died without asking it; so in a cluster the
 //! registry's connection type carries the node's id next to the socket's own.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -78,9 +79,76 @@ impl Registry<ConnId> {
     }
 }
 
+/// Splits deliveries by the node that holds their recipients, keeping their
+/// order, each addressed by socket id: what an owner sends each node (one
+/// batch per node per change, see `docs/cluster.md`). A delivery whose
+/// recipients span nodes becomes one per node; none is left empty.
+pub fn split_by_node(deliveries: &[Delivery<ConnId>]) -> BTreeMap<&str, Vec<Delivery<&str>>> {
+    let mut out: BTreeMap<&str, Vec<Delivery<&str>>> = BTreeMap::new();
+    for d in deliveries {
+        let mut here: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for c in &d.to {
+            here.entry(c.node.as_str())
+                .or_default()
+                .push(c.sid.as_str());
+        }
+        for (node, to) in here {
+            out.entry(node).or_default().push(Delivery {
+                to,
+                event: d.event.clone(),
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{Event, EventName, LeaveSuccess, Payload};
+
+    #[test]
+    fn deliveries_split_by_node_in_order() {
+        let event = |peer: &str| {
+            Event::new(
+                EventName::LeaveRoomSuccess,
+                Payload::LeaveSuccess(LeaveSuccess {
+                    room_name: "r".into(),
+                    peer_id: peer.into(),
+                }),
+            )
+        };
+        let ds = vec![
+            Delivery {
+                to: vec![
+                    ConnId::new("b", "1"),
+                    ConnId::new("a", "2"),
+                    ConnId::new("b", "3"),
+                ],
+                event: event("x"),
+            },
+            Delivery {
+                to: vec![ConnId::new("a", "4")],
+                event: event("y"),
+            },
+        ];
+        let split = split_by_node(&ds);
+        let shape: Vec<(&str, Vec<Vec<&str>>)> = split
+            .iter()
+            .map(|(n, ds)| (*n, ds.iter().map(|d| d.to.clone()).collect()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("a", vec![vec!["2"], vec!["4"]]),
+                ("b", vec![vec!["1", "3"]])
+            ]
+        );
+        assert!(
+            matches!(&split["a"][1].event.payload, Payload::LeaveSuccess(l) if l.peer_id == "y")
+        );
+        assert!(split_by_node(&[]).is_empty());
+    }
 
     #[test]
     fn node_ids_are_short_and_plain() {

@@ -13,5 +13,5 @@
 mod conn;
 mod resequencer;
 
-pub use conn::{ConnId, NodeIdError, validate_node_id};
+pub use conn::{ConnId, NodeIdError, split_by_node, validate_node_id};
 pub use resequencer::{Gap, Released, Resequencer, Slot};
