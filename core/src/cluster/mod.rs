@@ -7,11 +7,13 @@
 //! needs connection ids that say which node holds a socket ([`ConnId`]), a
 //! way to drop a dead node's members ([`Registry::remove_node`](crate::Registry::remove_node)),
 //! and, on each receiving node, a [`Resequencer`] that hands a room's batches
-//! to the sockets in version order whichever path they came by. Room snapshots
-//! (export, import) live beside the registry, in `registry/snapshot.rs`.
+//! to the sockets in version order whichever path they came by; and the
+//! messages nodes exchange ([`wire`]). Room snapshots (export, import, restore)
+//! live beside the registry, in `registry/snapshot.rs` and `registry/restore.rs`.
 
 mod conn;
 mod resequencer;
+pub mod wire;
 
 pub use conn::{ConnId, NodeIdError, split_by_node, validate_node_id};
 pub use resequencer::{Gap, Released, Resequencer, Slot};
