@@ -34,6 +34,12 @@ pub enum ErrorCode {
     RoomMismatch,
     /// A REST body is not `application/json`.
     UnsupportedMediaType,
+    /// Too many events or requests in too short a time.
+    RateLimited,
+    /// The server holds as many connections as it may.
+    ServerFull,
+    /// The client's address holds as many connections as it may.
+    TooManyConnections,
 }
 
 impl ErrorCode {
@@ -52,11 +58,14 @@ impl ErrorCode {
             Self::InvalidJson => "invalid_json",
             Self::RoomMismatch => "room_mismatch",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RateLimited => "rate_limited",
+            Self::ServerFull => "server_full",
+            Self::TooManyConnections => "too_many_connections",
         }
     }
 
     /// Every code, for metrics that list them all.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 15] = [
         Self::InvalidPayload,
         Self::MissingFields,
         Self::InvalidField,
@@ -69,6 +78,9 @@ impl ErrorCode {
         Self::InvalidJson,
         Self::RoomMismatch,
         Self::UnsupportedMediaType,
+        Self::RateLimited,
+        Self::ServerFull,
+        Self::TooManyConnections,
     ];
 }
 
@@ -184,6 +196,15 @@ pub enum Error {
     /// A REST body that is not `application/json`.
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    /// A connection or address over its event or request rate.
+    #[error("Too many requests, slow down")]
+    RateLimited,
+    /// A new connection while the server is at `--max-connections`.
+    #[error("Server is full, try again later")]
+    ServerFull,
+    /// A new connection from an address at `--max-connections-per-ip`.
+    #[error("Too many connections from your address")]
+    TooManyConnections,
 }
 
 impl Error {
@@ -207,6 +228,9 @@ impl Error {
             Self::InvalidJson { .. } => ErrorCode::InvalidJson,
             Self::RoomMismatch { .. } => ErrorCode::RoomMismatch,
             Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Self::RateLimited => ErrorCode::RateLimited,
+            Self::ServerFull => ErrorCode::ServerFull,
+            Self::TooManyConnections => ErrorCode::TooManyConnections,
         }
     }
 
@@ -217,6 +241,8 @@ impl Error {
             ErrorCode::PeerNotFound | ErrorCode::RoomNotFound => 404,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::ServerFull | ErrorCode::TooManyConnections => 503,
             _ => 400,
         }
     }
@@ -310,5 +336,22 @@ mod tests {
             409
         );
         assert_eq!(Error::NotAnObject.http_status(), 400);
+        assert_eq!(Error::RateLimited.http_status(), 429);
+        assert_eq!(Error::ServerFull.http_status(), 503);
+        assert_eq!(Error::TooManyConnections.http_status(), 503);
+    }
+
+    #[test]
+    fn limit_texts_match_the_contract() {
+        assert_eq!(
+            Error::RateLimited.to_string(),
+            "Too many requests, slow down"
+        );
+        assert_eq!(Error::RateLimited.code().as_str(), "rate_limited");
+        assert_eq!(Error::ServerFull.code().as_str(), "server_full");
+        assert_eq!(
+            Error::TooManyConnections.code().as_str(),
+            "too_many_connections"
+        );
     }
 }

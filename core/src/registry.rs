@@ -130,6 +130,12 @@ impl Reply {
         Self::emitted(name, Payload::Error(body))
     }
 
+    /// `event`'s `*_error` for a request refused before its payload was read
+    /// (a rate limit), so with no `room_name`.
+    pub fn refused(event: ClientEvent, error: &Error) -> Self {
+        Self::error(event.error_event(), error.body(None))
+    }
+
     /// The error this reply reports, if it is one.
     pub fn error_body(&self) -> Option<&ErrorBody> {
         match &self.event.payload {
@@ -360,13 +366,18 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         }
         match event {
             ClientEvent::JoinRoom => {
-                let request = if binary {
-                    Err(Rejection {
+                let request = parse_join_text(payload);
+                let request = match request {
+                    // Binary attachments are refused, naming the room when the
+                    // text part named a valid one, as every join error does.
+                    _ if binary => Err(Rejection {
                         error: Error::BinaryAttachments,
-                        room_name: None,
-                    })
-                } else {
-                    parse_join_text(payload)
+                        room_name: match request {
+                            Ok(r) => Some(r.room_name),
+                            Err(r) => r.room_name,
+                        },
+                    }),
+                    request => request,
                 };
                 match request {
                     Ok(request) => self.join(conn, request, now),

@@ -76,6 +76,10 @@ pub struct Config {
     #[arg(long, env = "SIGNALROOM_PING_TIMEOUT", default_value_t = 20.0, value_parser = seconds)]
     pub ping_timeout: f64,
 
+    /// The abuse limits (handshake timeout, event rate, connection caps, REST rate).
+    #[command(flatten)]
+    pub limits: crate::LimitFlags,
+
     /// Join a cluster through this Redis (or Valkey) server, `redis://HOST:PORT[/DB]`;
     /// absent: one node on its own. Cluster mode is not complete yet (docs/cluster.md):
     /// builds without the `cluster` feature refuse this flag.
@@ -209,6 +213,13 @@ mod tests {
         assert_eq!(c.max_body_bytes, 65_536);
         assert!(c.ice_servers.0.is_empty());
         assert!(c.cors_origins.is_empty());
+        assert_eq!(c.limits.handshake_timeout, 10.0);
+        assert_eq!(c.limits.max_events_per_second, 200);
+        assert_eq!(c.limits.event_burst, 2000);
+        assert_eq!(c.limits.max_connections, 50_000);
+        assert_eq!(c.limits.max_connections_per_ip, 0);
+        assert_eq!(c.limits.rest_rate_per_ip, 0);
+        assert!(c.limits.trusted_proxies.is_empty());
     }
 
     #[test]

@@ -24,7 +24,8 @@ impl Health {
         self.0.load(Ordering::Relaxed)
     }
 
-    /// Sets what `/healthz` answers.
+    /// Sets what `/healthz` answers (only cluster mode does so far).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub fn set_ok(&self, ok: bool) {
         self.0.store(ok, Ordering::Relaxed);
     }

@@ -157,6 +157,13 @@ impl Inner {
         closing
     }
 
+    /// Answers `socket` with `reply` alone (a request refused before the
+    /// registry saw it, as by the event rate).
+    pub fn refuse(&mut self, socket: &SocketRef, ack: AckSender, reply: &Reply) -> Closing {
+        let full = self.answer(socket, ack, reply).into_iter().collect();
+        self.drop_all(full)
+    }
+
     /// Sends deliveries that no client is waiting on (a lease ran out, a REST
     /// change, a disconnect), dropping recipients that cannot take them.
     pub fn deliver(&mut self, deliveries: &[Delivery<Sid>]) -> Closing {

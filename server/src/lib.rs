@@ -11,6 +11,8 @@ pub mod config;
 mod health;
 mod http;
 mod hub;
+mod limits;
+mod listen;
 mod metrics;
 mod origin;
 mod socket;
@@ -22,7 +24,6 @@ use std::sync::Arc;
 use anyhow::Result;
 use axum::Router;
 use axum::http::HeaderValue;
-use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 use socketioxide::handler::ConnectHandler;
 use tokio::net::TcpListener;
@@ -31,13 +32,17 @@ use tower_http::services::ServeDir;
 
 pub use config::Config;
 use hub::{Hub, now};
+use limits::Limits;
+pub use limits::{LimitFlags, TrustedProxy};
 
 /// Builds the whole application: REST routes, Socket.IO, the demo page, CORS.
-/// Returns the router and the Socket.IO handle (for shutdown).
-pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
+/// Returns the router, the Socket.IO handle (for shutdown) and the shared state.
+fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>, Arc<Limits>) {
     metrics::install();
     let hub = Arc::new(Hub::new(config.registry()));
-    let (io_layer, io) = SocketIo::builder()
+    let limits = Arc::new(Limits::new(&config.limits));
+    let (io_layer, io) = limits
+        .configure(SocketIo::builder())
         .ping_interval(Config::seconds(config.ping_interval))
         .ping_timeout(Config::seconds(config.ping_timeout))
         .max_payload(config.max_message_bytes as u64)
@@ -45,6 +50,7 @@ pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
         .ws_max_frame_size(config.max_message_bytes)
         .max_buffer_size(config.max_queued_packets as usize)
         .with_state(hub.clone())
+        .with_state(limits.clone())
         .build_layer();
     io.ns("/", socket::on_connect.with(socket::register));
 
@@ -73,8 +79,13 @@ pub fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>) {
         .fallback_service(ServeDir::new(&config.www_dir))
         .layer(io_layer)
         .layer(axum::middleware::from_fn_with_state(origins, origin::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.clone(),
+            limits::guard,
+        ))
+        .layer(axum::middleware::from_fn(limits::drain_refused))
         .layer(cors);
-    (router, io, hub)
+    (router, io, hub, limits)
 }
 
 /// Removes expired HTTP peers at the moment their leases run out.
@@ -109,7 +120,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let (router, io, hub) = app(&config);
+    let (router, io, hub, limits) = app(&config);
+    let sweep = tokio::spawn(limits.clone().sweep(io.clone()));
     let addr: SocketAddr = listener.local_addr()?;
     #[cfg(feature = "cluster")]
     let node = match &config.redis_url {
@@ -123,24 +135,10 @@ pub async fn serve(
     };
     let timer = tokio::spawn(expire_leases(hub));
     tracing::info!(%addr, www = %config.www_dir, "signalroom listening");
-    // Signaling messages are small and latency-bound: without TCP_NODELAY a
-    // second small write waits ~40 ms for the peer's delayed ACK (Nagle).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     let grace = Config::seconds(config.shutdown_timeout);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: disconnecting clients");
-            if tokio::time::timeout(grace, io.close()).await.is_err() {
-                tracing::warn!("some clients did not take their close frame in time");
-            }
-        })
-        .await?;
+    listen::run(listener, router, limits, shutdown, io.close(), grace).await;
     timer.abort();
+    sweep.abort();
     #[cfg(feature = "cluster")]
     if let Some(node) = node {
         node.stop().await;

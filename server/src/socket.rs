@@ -15,16 +15,22 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
-use signalroom_core::ClientEvent;
+use signalroom_core::{ClientEvent, Error, Reply, Verdict};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, SocketRef, State};
 use socketioxide::handler::{FromDisconnectParts, FromMessage, FromMessageParts, Value};
 use socketioxide::socket::{DisconnectReason, Socket};
 
 use crate::hub::Hub;
+use crate::limits::Limits;
 
 /// Registers the event handlers of a new connection.
-pub async fn register(socket: SocketRef, State(hub): State<Arc<Hub>>) -> Result<(), Infallible> {
+pub async fn register(
+    socket: SocketRef,
+    State(hub): State<Arc<Hub>>,
+    State(limits): State<Arc<Limits>>,
+) -> Result<(), Infallible> {
+    limits.socket_connected(&socket);
     socket.on_fallback(async |_: Handled| {});
     socket.on_disconnect(async |_: Departed| {});
     hub.lock().add_socket(socket);
@@ -53,6 +59,11 @@ impl FromMessage<LocalAdapter> for Handled {
             Ok(ack) => ack,
             Err(never) => match never {},
         };
+        // Every event counts towards the rate, unknown ones too.
+        let verdict = match State::<Arc<Limits>>::from_message_parts(&s, &mut v, &ack_id) {
+            Ok(State(limits)) => limits.event(&s),
+            Err(_) => Verdict::Allow,
+        };
         let Value::Str(text, bins) = &v else {
             return Ok(Handled);
         };
@@ -65,10 +76,23 @@ impl FromMessage<LocalAdapter> for Handled {
             .and_then(|name| serde_json::from_str::<&str>(name.get()).ok())
             .and_then(ClientEvent::from_name)
         else {
-            // Unknown events are ignored, as the protocol says.
+            // Unknown events are ignored, as the protocol says (a flooder is
+            // still cut off).
+            if verdict == Verdict::Disconnect {
+                s.clone().disconnect().ok();
+            }
             return Ok(Handled);
         };
         let socket = SocketRef::from(s.clone());
+        if verdict != Verdict::Allow {
+            // Refused without looking at the payload: nothing changes.
+            let reply = Reply::refused(event, &Error::RateLimited);
+            hub.lock().refuse(&socket, ack, &reply).close();
+            if verdict == Verdict::Disconnect {
+                socket.disconnect().ok();
+            }
+            return Ok(Handled);
+        }
         let closing = hub
             .lock()
             .handle(&socket, ack, event, args.get(1).copied(), binary);
@@ -92,6 +116,11 @@ impl FromDisconnectParts<LocalAdapter> for Departed {
         else {
             return Ok(Departed);
         };
+        if let Ok(State(limits)) =
+            State::<Arc<Limits>>::from_disconnect_parts(s, DisconnectReason::TransportClose)
+        {
+            limits.socket_gone(s.id);
+        }
         let closing = hub.lock().remove_socket(&s.id);
         closing.close();
         Ok(Departed)

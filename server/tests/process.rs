@@ -69,7 +69,15 @@ fn help_lists_every_flag() {
         "--ping-timeout",
         "--max-queued-packets",
         "--shutdown-timeout",
+        "--handshake-timeout",
+        "--max-events-per-second",
+        "--event-burst",
+        "--max-connections",
+        "--max-connections-per-ip",
+        "--rest-rate-per-ip",
+        "--trusted-proxy",
         "SIGNALROOM_MAX_PEERS",
+        "SIGNALROOM_HANDSHAKE_TIMEOUT",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
     }
@@ -83,6 +91,32 @@ fn a_bad_flag_is_refused_with_a_message() {
         .expect("runs");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ice-servers"));
+}
+
+#[test]
+fn bad_limit_values_exit_2_with_one_line() {
+    for (flag, value) in [
+        ("--handshake-timeout", "-1"),
+        ("--handshake-timeout", "nan"),
+        ("--max-events-per-second", "x"),
+        ("--event-burst", "-5"),
+        ("--max-connections", "1e9"),
+        ("--max-connections-per-ip", "-1"),
+        ("--rest-rate-per-ip", "2000000"),
+        ("--trusted-proxy", "10.0.0.0/40"),
+        ("--trusted-proxy", "proxy.example"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_signalroom"))
+            .arg(format!("{flag}={value}"))
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines().next().is_some_and(|l| l.contains(flag)),
+            "{flag} {value}: {err}"
+        );
+    }
 }
 
 #[test]

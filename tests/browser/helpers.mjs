@@ -27,7 +27,7 @@ export function siteDir() {
 
 /**
  * Starts `signalroom` on 127.0.0.1 (`port` 0: any free one) serving `www`, with extra `flags`;
- * resolves with `{ url, port, stop() }` once it prints its listening line.
+ * resolves with `{ url, port, kill(signal), stop() }` once it prints its listening line.
  */
 export function startServer(www, port = 0, flags = []) {
   const bin = process.env.SIGNALROOM_BIN ?? join(repo, "target/release/signalroom");
@@ -45,6 +45,8 @@ export function startServer(www, port = 0, flags = []) {
       resolvePromise({
         url,
         port: Number(new URL(url).port),
+        /** Sends `signal` without waiting for an exit (SIGSTOP / SIGCONT freeze and thaw it). */
+        kill: (signal) => child.kill(signal),
         stop: (signal = "SIGTERM") =>
           new Promise((done) => {
             if (child.exitCode !== null || child.signalCode !== null) return done();

@@ -59,7 +59,13 @@ test('binary attachments: join_room and signal answer invalid_payload, the conne
   const a = await client();
   const jr = await a.ack('join_room', { room_name: room, peer_id: 'a', username: 'A', blob: new Uint8Array([1, 2]) });
   assert.equal(jr.code, 'invalid_payload');
+  assert.equal(jr.room_name, room, 'a valid room_name is named, as in every join error');
   assert.equal((await a.next('join_room_error')).code, 'invalid_payload');
+  // an invalid room_name is not echoed
+  const bad = await a.ack('join_room', { room_name: 'x\u0001', peer_id: 'a', username: 'A', blob: new Uint8Array([1]) });
+  assert.equal(bad.code, 'invalid_payload');
+  assert.equal(bad.room_name, undefined);
+  a.drain('join_room_error');
   await a.join(room, 'a');
   const sig = await a.ack('signal', { to: 'a', data: Buffer.alloc(16) });
   assert.equal(sig.code, 'invalid_payload');

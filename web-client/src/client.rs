@@ -1,14 +1,21 @@
 //! `SignalroomClient`: one socket.io-client connection, the room it is in, and the
 //! listeners of web-client/README.md.
 //!
-//! The room's list is kept by `signalroom_core::tracker::PeerTracker`; this file only
-//! turns socket events into tracker inputs and tracker outputs into JavaScript calls.
+//! The room's list is kept by `signalroom_core::tracker::PeerTracker`, and which room
+//! the client is in (or joins again after a reconnect, or leaves) is decided by
+//! `signalroom_core::membership::Membership`; this file only turns socket events and
+//! app calls into their inputs and their outputs into JavaScript calls. Room commands
+//! are emitted only when the membership says so, never into socket.io-client's send
+//! buffer, which would deliver them to the next connection ahead of the rejoin.
 //! State lives in one `RefCell`; every call out to JavaScript (listeners, promise
 //! settlement, meshes) happens after the borrow is released, so a listener may call
 //! back into the client.
 
 use crate::js::{self, Socket, call_all, error, get, get_str, get_u64, object};
 use js_sys::{Array, Function, Object, Promise};
+use signalroom_core::membership::{
+    Action, Answer, ClientError, Command, Identity, Membership, RequestId, Ticket,
+};
 use signalroom_core::tracker::{Delta, PeerDiff, PeerTracker, RoomMember};
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -67,14 +74,6 @@ fn js_list(peers: &[JsPeer]) -> JsValue {
         .into()
 }
 
-/// What an automatic rejoin sends again.
-#[derive(Clone, PartialEq)]
-struct Identity {
-    room: String,
-    peer_id: String,
-    username: String,
-}
-
 /// A `PeerMesh` attached to a client, told about list changes and its signals.
 pub(crate) trait MeshHook {
     /// The room's list changed (or the client left): reconcile the connections.
@@ -89,11 +88,12 @@ pub(crate) struct ClientState {
     pub(crate) tracker: PeerTracker<JsPeer>,
     /// The last `join_room_success` payload (its `ice_servers` feed PeerMesh).
     pub(crate) join_answer: JsValue,
-    auto_rejoin: bool,
-    identity: Option<Identity>,
-    ever_connected: bool,
-    rejoin_attempt: u32,
-    rejoin_timer: Option<JsValue>,
+    /// Which room the app wants and what to send for it (join payloads are JS objects).
+    membership: Membership<JsValue>,
+    /// The app's `join` / `leave` promises that are not settled yet.
+    requests: Vec<Pending>,
+    /// The membership's retry timer.
+    retry_timer: Option<JsValue>,
     closed: bool,
     on_peers: Vec<Function>,
     on_signal: Vec<Function>,
@@ -105,6 +105,17 @@ pub(crate) struct ClientState {
 }
 
 pub(crate) type Shared = Rc<RefCell<ClientState>>;
+
+/// One `join` / `leave` promise waiting to be settled.
+struct Pending {
+    id: RequestId,
+    resolve: Function,
+    reject: Function,
+    /// A join resolves with the server's answer, a leave with nothing.
+    is_join: bool,
+    /// Gives the request up if it is still waiting for a connection.
+    give_up_timer: JsValue,
+}
 
 /// The JavaScript class `SignalroomClient` (web-client/README.md).
 #[wasm_bindgen]
@@ -134,11 +145,9 @@ impl SignalroomClient {
             socket: socket.clone(),
             tracker: PeerTracker::new(),
             join_answer: JsValue::UNDEFINED,
-            auto_rejoin,
-            identity: None,
-            ever_connected: false,
-            rejoin_attempt: 0,
-            rejoin_timer: None,
+            membership: Membership::new(auto_rejoin),
+            requests: Vec::new(),
+            retry_timer: None,
             closed: false,
             on_peers: Vec::new(),
             on_signal: Vec::new(),
@@ -152,7 +161,8 @@ impl SignalroomClient {
         Ok(SignalroomClient { shared })
     }
 
-    /// Joins `room_name` as `peer_id` / `username`; settles from the server's ack.
+    /// Joins `room_name` as `peer_id` / `username`; settles from the server's ack. While
+    /// disconnected the request waits for the connection (docs: web-client/README.md).
     #[wasm_bindgen(unchecked_return_type = "Promise<JoinResult>")]
     pub fn join(
         &self,
@@ -160,52 +170,15 @@ impl SignalroomClient {
         #[wasm_bindgen(unchecked_param_type = "string")] peer_id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] username: JsValue,
     ) -> Promise {
-        let weak = Rc::downgrade(&self.shared);
         let payload = join_payload(&room_name, &peer_id, &username);
-        Promise::new(&mut |resolve: Function, reject: Function| {
-            let weak = weak.clone();
-            request(
-                &self.shared,
-                "join_room",
-                &payload,
-                move |result| match result {
-                    Ok(answer) => {
-                        if let Some(shared) = weak.upgrade() {
-                            joined(&shared, &answer);
-                        }
-                        let _ = resolve.call1(&JsValue::NULL, &answer);
-                    }
-                    Err(e) => {
-                        let _ = reject.call1(&JsValue::NULL, &e);
-                    }
-                },
-            );
-        })
+        request(&self.shared, true, move |m| m.join(payload))
     }
 
-    /// Leaves the room; settles from the server's ack.
+    /// Leaves the room; settles from the server's ack, or at once when there is nothing
+    /// to undo on the server (disconnected, or a rejoin still waiting).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn leave(&self) -> Promise {
-        let weak = Rc::downgrade(&self.shared);
-        Promise::new(&mut |resolve: Function, reject: Function| {
-            let weak = weak.clone();
-            request(
-                &self.shared,
-                "leave_room",
-                &Object::new(),
-                move |result| match result {
-                    Ok(_) => {
-                        if let Some(shared) = weak.upgrade() {
-                            left(&shared);
-                        }
-                        let _ = resolve.call0(&JsValue::NULL);
-                    }
-                    Err(e) => {
-                        let _ = reject.call1(&JsValue::NULL, &e);
-                    }
-                },
-            );
-        })
+        request(&self.shared, false, |m| m.leave())
     }
 
     /// Relays `data` to the peer `to` of the same room through the server.
@@ -302,30 +275,24 @@ impl SignalroomClient {
             .map(str::to_owned)
     }
 
-    /// Leaves, disconnects and drops every listener.
+    /// Leaves, disconnects and drops every listener; pending requests reject with
+    /// `closed`.
     pub fn close(&self) {
-        let (socket, meshes) = {
+        let (socket, actions) = {
             let Ok(mut s) = self.shared.try_borrow_mut() else {
                 return;
             };
             s.closed = true;
-            s.identity = None;
-            if let Some(t) = s.rejoin_timer.take() {
-                js::clear_timeout(&t);
-            }
             s.on_peers.clear();
             s.on_signal.clear();
             s.on_error.clear();
             s.on_connection.clear();
             s.held_signals.clear();
             s.held_mesh_signals.clear();
-            s.tracker.left();
-            (s.socket.clone(), live_meshes(&mut s))
+            (s.socket.clone(), s.membership.close())
         };
+        perform(&self.shared, actions, None);
         socket.disconnect();
-        for m in meshes {
-            m.peers_changed();
-        }
     }
 }
 
@@ -338,33 +305,176 @@ fn join_payload(room: &JsValue, peer_id: &JsValue, username: &JsValue) -> JsValu
     ])
 }
 
-/// Emits `event` with an ack and calls `done` with the answer, or the error: the
-/// server's `{error, code, ...}` payload, or a timeout.
+/// A promise for one app request: `ask` hands it to the membership, whose actions
+/// (sending it now, or settling it at once) are then performed.
 fn request(
     shared: &Shared,
-    event: &str,
-    payload: &JsValue,
-    done: impl FnOnce(Result<JsValue, JsValue>) + 'static,
-) {
-    let socket: Socket = match shared.try_borrow() {
-        Ok(s) if !s.closed => s.socket.clone(),
-        _ => {
-            done(Err(error("closed", "The client is closed")));
-            return;
+    is_join: bool,
+    ask: impl FnOnce(&mut Membership<JsValue>) -> (RequestId, Vec<Action<JsValue>>),
+) -> Promise {
+    let mut ask = Some(ask);
+    Promise::new(&mut |resolve: Function, reject: Function| {
+        let Some(ask) = ask.take() else { return };
+        let actions = {
+            let Ok(mut s) = shared.try_borrow_mut() else {
+                let e = ClientError::Closed;
+                let _ = reject.call1(&JsValue::NULL, &error(e.code(), e.message()));
+                return;
+            };
+            let (id, actions) = ask(&mut s.membership);
+            let weak = Rc::downgrade(shared);
+            let give_up = Closure::once_into_js(move || {
+                if let Some(shared) = weak.upgrade() {
+                    let actions = match shared.try_borrow_mut() {
+                        Ok(mut s) => s.membership.give_up(id),
+                        Err(_) => return,
+                    };
+                    perform(&shared, actions, None);
+                }
+            });
+            s.requests.push(Pending {
+                id,
+                resolve,
+                reject,
+                is_join,
+                give_up_timer: js::set_timeout(&give_up, ACK_TIMEOUT_MS),
+            });
+            actions
+        };
+        perform(shared, actions, None);
+    })
+}
+
+/// Does what the membership asked, in order. `answer` is the server's answer being
+/// handled, if any. Called with the state not borrowed.
+fn perform(shared: &Shared, actions: Vec<Action<JsValue>>, answer: Option<&JsValue>) {
+    let answer = answer.cloned().unwrap_or(JsValue::UNDEFINED);
+    for action in actions {
+        match action {
+            Action::Send { ticket, command } => send(shared, ticket, command),
+            Action::Joined => joined(shared, &answer),
+            Action::Left => left(shared),
+            Action::Resolve(id) => {
+                if let Some(p) = settled(shared, id) {
+                    let value = if p.is_join {
+                        answer.clone()
+                    } else {
+                        JsValue::UNDEFINED
+                    };
+                    let _ = p.resolve.call1(&JsValue::NULL, &value);
+                }
+            }
+            Action::RejectWithAnswer(id) => {
+                if let Some(p) = settled(shared, id) {
+                    let _ = p.reject.call1(&JsValue::NULL, &answer);
+                }
+            }
+            Action::Reject(id, e) => {
+                if let Some(p) = settled(shared, id) {
+                    let _ = p
+                        .reject
+                        .call1(&JsValue::NULL, &error(e.code(), e.message()));
+                }
+            }
+            Action::ReportAnswer => report(shared, &answer),
+            Action::StartTimer(ms) => {
+                let weak = Rc::downgrade(shared);
+                let f = Closure::once_into_js(move || {
+                    if let Some(shared) = weak.upgrade() {
+                        let actions = match shared.try_borrow_mut() {
+                            Ok(mut s) => {
+                                s.retry_timer = None;
+                                s.membership.retry_due()
+                            }
+                            Err(_) => return,
+                        };
+                        perform(&shared, actions, None);
+                    }
+                });
+                if let Ok(mut s) = shared.try_borrow_mut() {
+                    s.retry_timer = Some(js::set_timeout(&f, ms));
+                }
+            }
+            Action::StopTimer => {
+                if let Ok(mut s) = shared.try_borrow_mut()
+                    && let Some(t) = s.retry_timer.take()
+                {
+                    js::clear_timeout(&t);
+                }
+            }
         }
+    }
+}
+
+/// Takes the settled request out of the pending ones.
+fn settled(shared: &Shared, id: RequestId) -> Option<Pending> {
+    let mut s = shared.try_borrow_mut().ok()?;
+    let at = s.requests.iter().position(|p| p.id == id)?;
+    let p = s.requests.remove(at);
+    js::clear_timeout(&p.give_up_timer);
+    Some(p)
+}
+
+/// Emits a room command with an acknowledgement that goes back to the membership.
+fn send(shared: &Shared, ticket: Ticket, command: Command<JsValue>) {
+    let Ok(socket) = shared.try_borrow().map(|s| s.socket.clone()) else {
+        return;
     };
+    let (event, payload, is_join) = match command {
+        Command::Join(payload) => ("join_room", payload, true),
+        Command::Rejoin(id) => (
+            "join_room",
+            join_payload(
+                &JsValue::from_str(&id.room),
+                &JsValue::from_str(&id.peer_id),
+                &JsValue::from_str(&id.username),
+            ),
+            true,
+        ),
+        Command::Leave => ("leave_room", Object::new().into(), false),
+    };
+    let weak = Rc::downgrade(shared);
     let ack = Closure::once_into_js(move |err: JsValue, answer: JsValue| {
-        if !err.is_null() && !err.is_undefined() {
-            done(Err(error("timeout", "The server did not answer in time")));
+        let Some(shared) = weak.upgrade() else { return };
+        let parsed = if !err.is_null() && !err.is_undefined() {
+            // socket.io-client's timeout (a disconnect reaches the membership first, so
+            // this ticket is already forgotten when the error says "disconnected").
+            Answer::TimedOut
         } else if get(&answer, "error").is_string() {
-            done(Err(answer));
+            Answer::Refused(get_str(&answer, "code").unwrap_or_default())
+        } else if is_join {
+            match identity(&answer) {
+                Some(id) => Answer::Joined(id),
+                None => Answer::Refused("invalid_payload".into()),
+            }
         } else {
-            done(Ok(answer));
-        }
+            Answer::Left
+        };
+        let actions = match shared.try_borrow_mut() {
+            Ok(mut s) => s.membership.answered(ticket, parsed),
+            Err(_) => return,
+        };
+        perform(&shared, actions, Some(&answer));
     });
     socket
         .timeout(ACK_TIMEOUT_MS)
-        .emit_with_ack(event, payload, &ack);
+        .emit_with_ack(event, &payload, &ack);
+}
+
+/// The membership a `join_room_success` answer describes.
+fn identity(answer: &JsValue) -> Option<Identity> {
+    let room = get_str(answer, "room_name")?;
+    let peer_id = get_str(answer, "peer_id")?;
+    let username = JsPeer::list(&get(answer, "peers"))
+        .into_iter()
+        .find(|p| p.id == peer_id)
+        .map(|p| p.name)
+        .unwrap_or_default();
+    Some(Identity {
+        room,
+        peer_id,
+        username,
+    })
 }
 
 /// A successful `join_room` answer (the user's or an automatic rejoin's).
@@ -379,17 +489,6 @@ fn joined(shared: &Shared, answer: &JsValue) {
         let Ok(mut s) = shared.try_borrow_mut() else {
             return;
         };
-        let username = peers
-            .iter()
-            .find(|p| p.id == peer_id)
-            .map(|p| p.name.clone())
-            .unwrap_or_default();
-        s.identity = Some(Identity {
-            room: room.clone(),
-            peer_id: peer_id.clone(),
-            username,
-        });
-        s.rejoin_attempt = 0;
         s.join_answer = answer.clone();
         let diff = s.tracker.joined(&room, &peer_id, peers, version);
         (diff, snapshot(&mut s))
@@ -397,17 +496,13 @@ fn joined(shared: &Shared, answer: &JsValue) {
     emit.peers(Some(diff));
 }
 
-/// A successful `leave_room` answer.
+/// The client is in no room any more (it left, or lost the room): everyone is removed.
 fn left(shared: &Shared) {
     let (diff, emit) = {
         let Ok(mut s) = shared.try_borrow_mut() else {
             return;
         };
         let room = s.tracker.room().map(str::to_owned);
-        s.identity = None;
-        if let Some(t) = s.rejoin_timer.take() {
-            js::clear_timeout(&t);
-        }
         let diff = s.tracker.left();
         let mut emit = snapshot(&mut s);
         emit.room = room;
@@ -479,19 +574,23 @@ fn on_event(shared: &Shared, socket: &Socket, event: &str, handler: fn(&Shared, 
 fn listen(shared: &Shared, socket: &Socket) {
     on_event(shared, socket, "connect", |shared, _| connected(shared));
     on_event(shared, socket, "disconnect", |shared, reason| {
-        let reconnect = match shared.try_borrow_mut() {
+        let (reconnect, actions) = match shared.try_borrow_mut() {
             Ok(mut s) => {
-                if let Some(t) = s.rejoin_timer.take() {
-                    js::clear_timeout(&t);
-                }
+                // Whatever socket.io-client still buffers (sent while its ping had
+                // expired) would reach the next connection; the membership decides
+                // what is sent there.
+                s.socket.send_buffer().set_length(0);
                 // socket.io-client does not reconnect by itself after the server closed
                 // the connection, which is what a server does when it shuts down for a
                 // restart: reconnect anyway, so that autoRejoin can work.
-                (!s.closed && reason == "io server disconnect").then(|| s.socket.clone())
+                let reconnect =
+                    (!s.closed && reason == "io server disconnect").then(|| s.socket.clone());
+                (reconnect, s.membership.disconnected())
             }
-            Err(_) => None,
+            Err(_) => return,
         };
         connection_state(shared, "disconnected");
+        perform(shared, actions, None);
         if let Some(socket) = reconnect {
             socket.connect();
         }
@@ -543,74 +642,12 @@ pub(crate) fn report(shared: &Shared, e: &JsValue) {
 }
 
 fn connected(shared: &Shared) {
-    let rejoin = match shared.try_borrow_mut() {
-        Ok(mut s) => {
-            let again = s.ever_connected;
-            s.ever_connected = true;
-            s.rejoin_attempt = 0;
-            again && s.auto_rejoin && s.identity.is_some()
-        }
+    let actions = match shared.try_borrow_mut() {
+        Ok(mut s) => s.membership.connected(),
         Err(_) => return,
     };
     connection_state(shared, "connected");
-    if rejoin {
-        rejoin_now(shared);
-    }
-}
-
-/// Joins the same room again with the same peer_id and username. While the server
-/// still holds the peer_id for the dead connection (until its ping timeout), the
-/// answer is `peer_id_taken`: retry with a growing delay.
-fn rejoin_now(shared: &Shared) {
-    let Some(id) = shared.try_borrow().ok().and_then(|s| s.identity.clone()) else {
-        return;
-    };
-    let payload = join_payload(
-        &JsValue::from_str(&id.room),
-        &JsValue::from_str(&id.peer_id),
-        &JsValue::from_str(&id.username),
-    );
-    let weak = Rc::downgrade(shared);
-    request(shared, "join_room", &payload, move |result| {
-        let Some(shared) = weak.upgrade() else { return };
-        let current = shared.try_borrow().ok().and_then(|s| s.identity.clone());
-        if current.as_ref() != Some(&id) {
-            return; // the app joined elsewhere or left meanwhile
-        }
-        match result {
-            Ok(answer) => joined(&shared, &answer),
-            Err(e)
-                if get_str(&e, "code").as_deref() == Some("peer_id_taken")
-                    || get_str(&e, "code").as_deref() == Some("timeout") =>
-            {
-                schedule_rejoin(&shared)
-            }
-            Err(e) => {
-                if let Ok(mut s) = shared.try_borrow_mut() {
-                    s.identity = None;
-                }
-                report(&shared, &e);
-            }
-        }
-    });
-}
-
-fn schedule_rejoin(shared: &Shared) {
-    let Ok(mut s) = shared.try_borrow_mut() else {
-        return;
-    };
-    let delay = (250u32 << s.rejoin_attempt.min(5)).min(5_000);
-    s.rejoin_attempt += 1;
-    let weak = Rc::downgrade(shared);
-    let f = Closure::once_into_js(move || {
-        if let Some(shared) = weak.upgrade() {
-            if let Ok(mut s) = shared.try_borrow_mut() {
-                s.rejoin_timer = None;
-            }
-            rejoin_now(&shared);
-        }
-    });
-    s.rejoin_timer = Some(js::set_timeout(&f, delay));
+    perform(shared, actions, None);
 }
 
 fn delta(shared: &Shared, m: &JsValue, d: Delta<JsPeer>) {
@@ -688,11 +725,19 @@ fn hold(queue: &mut VecDeque<(String, JsValue)>, from: String, data: JsValue) {
     queue.push_back((from, data));
 }
 
-/// Emits a `signal` to `to`; errors come back as `signal_error` (to onError).
+/// Emits a `signal` to `to`; errors come back as `signal_error` (to onError). While
+/// disconnected the signal is dropped and onError gets `disconnected` (buffered, it
+/// would reach the next connection before its rejoin, and be refused there).
 pub(crate) fn send_signal(shared: &Shared, to: &JsValue, data: &JsValue) {
     let socket: Socket = match shared.try_borrow() {
-        Ok(s) if !s.closed => s.socket.clone(),
-        _ => return,
+        Ok(s) if s.closed => return,
+        Ok(s) if s.membership.is_connected() => s.socket.clone(),
+        Ok(_) => {
+            let e = ClientError::NotConnected;
+            report(shared, &error(e.code(), e.message()));
+            return;
+        }
+        Err(_) => return,
     };
     socket.emit("signal", &object(&[("to", to), ("data", data)]));
 }
@@ -711,5 +756,13 @@ pub(crate) fn attach_mesh(shared: &Shared, mesh: Weak<dyn MeshHook>) {
         for (from, data) in held {
             mesh.clone().mesh_signal(&from, data);
         }
+    }
+}
+
+/// Detaches a closed mesh: its signals go to the next mesh (or are held for it).
+pub(crate) fn detach_mesh(shared: &Shared, mesh: &Weak<dyn MeshHook>) {
+    if let Ok(mut s) = shared.try_borrow_mut() {
+        s.meshes
+            .retain(|m| !std::ptr::addr_eq(m.as_ptr(), mesh.as_ptr()));
     }
 }

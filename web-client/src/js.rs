@@ -37,6 +37,9 @@ extern "C" {
     pub fn emit_with_ack(this: &Socket, event: &str, payload: &JsValue, ack: &JsValue);
     #[wasm_bindgen(method)]
     pub fn disconnect(this: &Socket);
+    /// Packets socket.io-client holds until the next connection (a public field).
+    #[wasm_bindgen(method, getter, js_name = sendBuffer)]
+    pub fn send_buffer(this: &Socket) -> Array;
     #[wasm_bindgen(method)]
     pub fn connect(this: &Socket);
     /// The socket's `Manager`, whose events tell about reconnection attempts.

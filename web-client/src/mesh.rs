@@ -14,7 +14,7 @@
 //! negotiates afresh; signals of an older session are dropped.
 
 use crate::client::{
-    MESH_MARK, MeshHook, Shared, SignalroomClient, attach_mesh, report, send_signal,
+    MESH_MARK, MeshHook, Shared, SignalroomClient, attach_mesh, detach_mesh, report, send_signal,
 };
 use crate::js::{DataChannel, PeerConnection, call_all, error, get, get_str, object};
 use js_sys::{Array, Function, Object};
@@ -204,8 +204,11 @@ impl PeerMesh {
             .collect()
     }
 
-    /// Closes every connection and drops every listener.
+    /// Closes every connection, drops every listener and detaches from the client, so
+    /// that a new `PeerMesh` gets the mesh signals.
     pub fn close(&self) {
+        let weak: Weak<dyn MeshHook> = Rc::downgrade(&self.core) as Weak<MeshCore>;
+        detach_mesh(&self.core.client, &weak);
         let closed = {
             let Ok(mut s) = self.core.state.try_borrow_mut() else {
                 return;

@@ -87,16 +87,35 @@ pub fn python_venv() -> Result<PathBuf> {
 
 /// Debian's Chromium and ChromeDriver for the browser tests.
 pub fn chromium() -> Result<()> {
-    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+    debian_packages(&[
+        ("/usr/bin/chromium", "chromium"),
+        ("/usr/bin/chromedriver", "chromium-driver"),
+    ])
+}
+
+/// Debian's nftables, for the fault tests that drop a client's packets in a
+/// private network namespace.
+pub fn nftables() -> Result<()> {
+    debian_packages(&[("/usr/sbin/nft", "nftables")])
+}
+
+/// Installs with apt the packages whose program (the path beside each) is missing.
+/// Only installs: services such packages bring are started by the tests themselves,
+/// on free ports, never as system services.
+pub fn debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     let root = root();
     run(&root, "apt-get", &["update", "-qq"])?;
-    run(
-        &root,
-        "apt-get",
-        &["install", "-y", "-qq", "chromium", "chromium-driver"],
-    )
+    let mut args = vec!["install", "-y", "-qq"];
+    args.extend(missing);
+    run(&root, "apt-get", &args)
 }
 
 /// Debian's `redis-server` for the cluster tests. The tests start private

@@ -312,6 +312,33 @@ fn binary_join_is_an_invalid_payload() {
 }
 
 #[test]
+fn binary_join_names_a_valid_room_and_only_a_valid_one() {
+    let mut r = reg(10);
+    r.connect(&1);
+    // The attachment may sit in any field; the room is named when it is valid.
+    let p = raw(
+        json!({"room_name": "r", "peer_id": "p", "username": {"_placeholder": true, "num": 0}}),
+    );
+    let o = r.handle(&1, ClientEvent::JoinRoom, Some(&p), true, T0);
+    assert_eq!(error_code(&o), ErrorCode::InvalidPayload);
+    assert_eq!(reply_json(&o)["room_name"], "r");
+    let p = raw(json!({"room_name": "r", "peer_id": "p", "username": "u"}));
+    let o = r.handle(&1, ClientEvent::JoinRoom, Some(&p), true, T0);
+    assert_eq!(reply_json(&o)["room_name"], "r");
+    for bad in [
+        json!({"room_name": {"_placeholder": true, "num": 0}, "peer_id": "p", "username": "u"}),
+        json!({"room_name": "a\u{1}", "peer_id": "p", "username": "u"}),
+        json!("not an object"),
+    ] {
+        let p = raw(bad);
+        let o = r.handle(&1, ClientEvent::JoinRoom, Some(&p), true, T0);
+        assert_eq!(error_code(&o), ErrorCode::InvalidPayload);
+        assert!(reply_json(&o).get("room_name").is_none());
+    }
+    assert!(r.rooms().is_empty());
+}
+
+#[test]
 fn get_peers_answers_the_current_list() {
     let mut r = reg(10);
     let o = r.get_peers(&1);
