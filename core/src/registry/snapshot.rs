@@ -7,12 +7,13 @@
 //! order, the version, each socket's connection and update mode, each HTTP
 //! peer's lease. It lives beside the registry (a child module) because it reads
 //! and rebuilds the registry's private state; everything else in the registry
-//! stays unaware of it. Removing a whole set of connections (a dead node's) is
-//! here too: it is the other thing a cluster does to a room from outside.
+//! stays unaware of it. Removing a whole set of connections (a dead node's),
+//! and a connection that moved to a room owned elsewhere, are here too: the
+//! other things a cluster does to a room from outside.
 
 use serde::{Deserialize, Serialize};
 
-use super::{Delivery, Holder, Member, Registry, Room, Session};
+use super::{Delivery, Holder, LeaveReason, Member, Registry, Room, Session};
 use crate::protocol::{Peer, UpdateMode};
 use crate::time::Timestamp;
 
@@ -212,6 +213,21 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 Holder::Http { .. } => None,
             })
         })
+    }
+
+    /// `conn` joined a room that another node owns: it leaves `room_name`
+    /// here with the reason `moved`, the others are told, and it stays open.
+    /// Nothing happens unless it is still in that room (a registry that holds
+    /// both rooms has moved it already, in its own `join`).
+    pub fn moved_out(&mut self, conn: &C, room_name: &str) -> Vec<Delivery<C>> {
+        if self
+            .sessions
+            .get(conn)
+            .is_none_or(|s| s.room_name != room_name)
+        {
+            return Vec::new();
+        }
+        self.remove_conn(conn, LeaveReason::Moved)
     }
 
     /// Drops every socket member whose connection matches `gone` (a dead

@@ -201,6 +201,33 @@ fn forgetting_a_room_drops_its_memberships_and_leases_silently() {
 }
 
 #[test]
+fn a_socket_that_moved_elsewhere_leaves_as_moved_and_stays_open() {
+    let mut r: Registry<u32> = Registry::new(config());
+    join(&mut r, &1, "a", "x", "full");
+    join(&mut r, &2, "a", "y", "full");
+    r.take_changes();
+    assert!(r.moved_out(&1, "other").is_empty());
+    assert!(r.moved_out(&9, "a").is_empty());
+    assert!(r.take_changes().is_empty());
+    let d = r.moved_out(&1, "a");
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].to, [2]);
+    assert_eq!(r.membership(&1), None);
+    assert!(r.is_open(&1));
+    let changes: Vec<ChangeKind> = r.take_changes().into_iter().map(|c| c.kind).collect();
+    assert_eq!(
+        changes,
+        [ChangeKind::PeerLeft {
+            peer_id: "x".into(),
+            reason: LeaveReason::Moved
+        }]
+    );
+    // Open, so it can join again here.
+    join(&mut r, &1, "a", "x", "full");
+    assert_eq!(r.membership(&1), Some(("a", "x")));
+}
+
+#[test]
 fn a_dead_nodes_peers_leave_one_version_each() {
     let c = |node: &str, sid: &str| ConnId::new(node, sid);
     let mut r: Registry<ConnId> = Registry::new(Config {
