@@ -12,8 +12,10 @@
 //! live beside the registry, in `registry/snapshot.rs` and `registry/restore.rs`.
 
 mod conn;
+mod home;
 mod resequencer;
 pub mod wire;
 
 pub use conn::{ConnId, NodeIdError, split_by_node, validate_node_id};
+pub use home::{Action, Home};
 pub use resequencer::{Gap, Released, Resequencer, Slot};
