@@ -21,6 +21,7 @@ pub mod registry;
 pub mod time;
 pub mod tracker;
 pub mod validate;
+pub mod webhook;
 
 pub use error::{Error, ErrorBody, ErrorCode};
 pub use rate::{EventRate, EventRateConfig, Verdict};

@@ -72,6 +72,16 @@ pub struct Config {
     #[arg(long, env = "SIGNALROOM_SHUTDOWN_TIMEOUT", default_value_t = 5.0, value_parser = seconds)]
     pub shutdown_timeout: f64,
 
+    /// POST every room change to this URL (repeat, or comma-separate, for several);
+    /// see docs/protocol.md "Webhooks".
+    #[arg(long = "webhook-url", env = "SIGNALROOM_WEBHOOK_URLS", value_delimiter = ',', value_parser = webhook_url)]
+    pub webhook_urls: Vec<String>,
+
+    /// Sign each webhook body with HMAC-SHA256 under this secret
+    /// (`X-Signalroom-Signature: sha256=<hex>`).
+    #[arg(long, env = "SIGNALROOM_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
     /// Engine.IO ping timeout in seconds.
     #[arg(long, env = "SIGNALROOM_PING_TIMEOUT", default_value_t = 20.0, value_parser = seconds)]
     pub ping_timeout: f64,
@@ -124,6 +134,16 @@ fn ice_servers(text: &str) -> Result<IceServers, String> {
     serde_json::from_str(text)
         .map(IceServers)
         .map_err(|e| format!("expected a JSON list of {{urls, username?, credential?}}: {e}"))
+}
+
+/// An absolute `http://` or `https://` URL.
+fn webhook_url(text: &str) -> Result<String, String> {
+    match reqwest::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Ok(text.to_owned())
+        }
+        _ => Err(format!("expected an http:// or https:// URL, got {text:?}")),
+    }
 }
 
 /// The most any byte limit may be (64 MiB).

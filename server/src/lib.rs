@@ -16,6 +16,7 @@ mod listen;
 mod metrics;
 mod origin;
 mod socket;
+mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,12 +35,14 @@ pub use config::Config;
 use hub::{Hub, now};
 use limits::Limits;
 pub use limits::{LimitFlags, TrustedProxy};
+use webhooks::Webhooks;
 
 /// Builds the whole application: REST routes, Socket.IO, the demo page, CORS.
 /// Returns the router, the Socket.IO handle (for shutdown) and the shared state.
-fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>, Arc<Limits>) {
+fn app(config: &Config) -> Result<(Router, SocketIo, Arc<Hub>, Arc<Limits>)> {
     metrics::install();
-    let hub = Arc::new(Hub::new(config.registry()));
+    let webhooks = Webhooks::start(&config.webhook_urls, config.webhook_secret.as_deref())?;
+    let hub = Arc::new(Hub::new(config.registry(), webhooks));
     let limits = Arc::new(Limits::new(&config.limits));
     let (io_layer, io) = limits
         .configure(SocketIo::builder())
@@ -85,7 +88,7 @@ fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>, Arc<Limits>) {
         ))
         .layer(axum::middleware::from_fn(limits::drain_refused))
         .layer(cors);
-    (router, io, hub, limits)
+    Ok((router, io, hub, limits))
 }
 
 /// Removes expired HTTP peers at the moment their leases run out.
@@ -120,7 +123,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let (router, io, hub, limits) = app(&config);
+    let (router, io, hub, limits) = app(&config)?;
     let sweep = tokio::spawn(limits.clone().sweep(io.clone()));
     let addr: SocketAddr = listener.local_addr()?;
     #[cfg(feature = "cluster")]

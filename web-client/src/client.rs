@@ -579,7 +579,10 @@ fn listen(shared: &Shared, socket: &Socket) {
                 // Whatever socket.io-client still buffers (sent while its ping had
                 // expired) would reach the next connection; the membership decides
                 // what is sent there.
-                s.socket.send_buffer().set_length(0);
+                let buffered = s.socket.send_buffer();
+                if Array::is_array(&buffered) {
+                    buffered.set_length(0);
+                }
                 // socket.io-client does not reconnect by itself after the server closed
                 // the connection, which is what a server does when it shuts down for a
                 // restart: reconnect anyway, so that autoRejoin can work.
