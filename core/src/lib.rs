@@ -12,6 +12,7 @@
 //! `web-client`) only move bytes, so everything here is tested natively and
 //! the same code compiles for `wasm32-unknown-unknown`.
 
+pub mod access;
 pub mod cluster;
 pub mod error;
 pub mod membership;
@@ -23,6 +24,7 @@ pub mod tracker;
 pub mod validate;
 pub mod webhook;
 
+pub use access::{Grant, Turn};
 pub use error::{Error, ErrorBody, ErrorCode};
 pub use rate::{EventRate, EventRateConfig, Verdict};
 pub use registry::{

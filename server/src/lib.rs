@@ -5,6 +5,7 @@
 //! Every rule lives in the core's registry; this crate moves bytes, keeps the
 //! clock and the lease timer, and serves files.
 
+mod access;
 #[cfg(feature = "cluster")]
 mod cluster;
 pub mod config;
@@ -14,6 +15,7 @@ mod hub;
 mod limits;
 mod listen;
 mod metrics;
+mod openapi;
 mod origin;
 mod socket;
 mod webhooks;
@@ -31,8 +33,10 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::services::ServeDir;
 
-pub use config::Config;
-use hub::{Hub, now};
+pub use access::mint as mint_token;
+pub use config::{Command, Config};
+use hub::Hub;
+pub use hub::now;
 use limits::Limits;
 pub use limits::{LimitFlags, TrustedProxy};
 use webhooks::Webhooks;
@@ -44,7 +48,12 @@ fn app(config: &Config) -> Result<(Router, SocketIo, Arc<Hub>, Arc<Limits>)> {
     let webhooks = Webhooks::start(&config.webhook_urls, config.webhook_secret.as_deref())?;
     let hub = Arc::new(Hub::new(config.registry(), webhooks));
     let limits = Arc::new(Limits::new(&config.limits));
-    let (io_layer, io) = limits
+    let access = config
+        .auth_secret()
+        .map(access::Access::new)
+        .transpose()?
+        .map(Arc::new);
+    let mut builder = limits
         .configure(SocketIo::builder())
         .ping_interval(Config::seconds(config.ping_interval))
         .ping_timeout(Config::seconds(config.ping_timeout))
@@ -53,9 +62,19 @@ fn app(config: &Config) -> Result<(Router, SocketIo, Arc<Hub>, Arc<Limits>)> {
         .ws_max_frame_size(config.max_message_bytes)
         .max_buffer_size(config.max_queued_packets as usize)
         .with_state(hub.clone())
-        .with_state(limits.clone())
-        .build_layer();
-    io.ns("/", socket::on_connect.with(socket::register));
+        .with_state(limits.clone());
+    if let Some(access) = &access {
+        builder = builder.with_state(access.clone());
+    }
+    let (io_layer, io) = builder.build_layer();
+    if access.is_some() {
+        let handler = socket::on_connect
+            .with(socket::register)
+            .with(access::socket::authenticate);
+        io.ns("/", handler);
+    } else {
+        io.ns("/", socket::on_connect.with(socket::register));
+    }
 
     let api = http::Api {
         hub: hub.clone(),
@@ -78,7 +97,7 @@ fn app(config: &Config) -> Result<(Router, SocketIo, Arc<Hub>, Arc<Limits>)> {
             .allow_headers(Any)
     };
     let origins = origin::AllowedOrigins(Arc::new(config.cors_origins.clone()));
-    let router = http::routes(api)
+    let router = http::routes(api, access)
         .fallback_service(ServeDir::new(&config.www_dir))
         .layer(io_layer)
         .layer(axum::middleware::from_fn_with_state(origins, origin::guard))

@@ -79,6 +79,13 @@ fn help_lists_every_flag() {
         "--rest-rate-per-ip",
         "--trusted-proxy",
         "SIGNALROOM_MAX_PEERS",
+        "--auth-secret",
+        "--auth-secret-file",
+        "SIGNALROOM_AUTH_SECRET",
+        "--turn-secret",
+        "--turn-urls",
+        "--turn-ttl",
+        "token",
         "SIGNALROOM_HANDSHAKE_TIMEOUT",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");

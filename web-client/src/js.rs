@@ -43,6 +43,9 @@ extern "C" {
     pub fn send_buffer(this: &Socket) -> Array;
     #[wasm_bindgen(method)]
     pub fn connect(this: &Socket);
+    /// Whether the socket is connected now.
+    #[wasm_bindgen(method, getter)]
+    pub fn connected(this: &Socket) -> bool;
     /// The socket's `Manager`, whose events tell about reconnection attempts.
     #[wasm_bindgen(method, getter, js_name = io)]
     pub fn manager(this: &Socket) -> Socket;

@@ -6,6 +6,7 @@
 //! first, which connections to keep) are `signalroom_core::tracker`'s; this crate
 //! only binds them to socket.io-client and WebRTC.
 
+mod auth;
 mod client;
 mod js;
 mod mesh;
@@ -26,6 +27,8 @@ export type JoinResult = { room_name: string; peer_id: string; peers: Peer[]; to
 export type SignalroomError = { error: string; code: string };
 export type PeersEvent = { room_name: string; peers: Peer[]; added: Peer[]; removed: Peer[];
                            total_peers: number; version: number };
-export type ClientOptions = { autoRejoin?: boolean; transports?: string[]; [option: string]: unknown };
+export type ClientOptions = { autoRejoin?: boolean; transports?: string[];
+                              token?: string | (() => string | Promise<string>);
+                              [option: string]: unknown };
 export type MeshOptions = { iceServers?: RTCIceServer[]; dataChannel?: string };
 "#;

@@ -123,11 +123,15 @@ pub fn debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
 /// service, so a machine where the package started one is not disturbed.
 /// Returns the binary's path, which the test suites get as `SIGNALROOM_REDIS_BIN`.
 pub fn redis() -> Result<PathBuf> {
-    let bin = Path::new("/usr/bin/redis-server");
-    if !bin.exists() {
-        let root = root();
-        run(&root, "apt-get", &["update", "-qq"])?;
-        run(&root, "apt-get", &["install", "-y", "-qq", "redis-server"])?;
-    }
-    Ok(bin.to_path_buf())
+    let bin = "/usr/bin/redis-server";
+    debian_packages(&[(bin, "redis-server")])?;
+    Ok(PathBuf::from(bin))
+}
+
+/// Debian's coturn (`turnserver`, `turnutils_uclient`) for the TURN credential tests.
+pub fn coturn() -> Result<()> {
+    debian_packages(&[
+        ("/usr/bin/turnserver", "coturn"),
+        ("/usr/bin/turnutils_uclient", "coturn"),
+    ])
 }

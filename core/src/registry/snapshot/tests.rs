@@ -17,7 +17,7 @@ fn config() -> Config {
         max_peers: 3,
         max_signal_bytes: 64,
         http_peer_ttl_ms: 1_000,
-        ice_servers: Vec::new(),
+        ..Config::default()
     }
 }
 
