@@ -13,6 +13,7 @@
 //! the same code compiles for `wasm32-unknown-unknown`.
 
 pub mod access;
+pub mod cluster;
 pub mod error;
 pub mod membership;
 pub mod protocol;

@@ -910,6 +910,10 @@ impl<C: Clone + Eq + Hash> Registry<C> {
 #[cfg(any(test, feature = "invariants"))]
 #[doc(hidden)]
 pub mod invariants;
+mod restore;
+mod snapshot;
+pub use restore::RestoreError;
+pub use snapshot::{HolderSnapshot, MemberSnapshot, RoomSnapshot, SnapshotError};
 
 #[cfg(test)]
 mod tests;

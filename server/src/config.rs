@@ -119,6 +119,17 @@ pub struct Config {
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    /// Join a cluster through this Redis (or Valkey) server, `redis://HOST:PORT[/DB]`;
+    /// absent: one node on its own. Cluster mode is not complete yet (docs/cluster.md):
+    /// builds without the `cluster` feature refuse this flag.
+    #[arg(long, env = "SIGNALROOM_REDIS_URL", value_parser = redis_url)]
+    pub redis_url: Option<String>,
+
+    /// This node's name in the cluster, its logs and metrics: 1 to 64 of A-Z a-z 0-9 _ -
+    /// [default: random].
+    #[arg(long, env = "SIGNALROOM_NODE_ID", value_parser = node_id)]
+    pub node_id: Option<String>,
 }
 
 /// Commands other than serving.
@@ -162,6 +173,30 @@ fn secret_file(path: &str) -> Result<Secret, String> {
         .map(|t| t.strip_suffix('\r').unwrap_or(t))
         .unwrap_or(&text);
     secret(text).map_err(|e| format!("{path}: {e}"))
+}
+
+/// Checks the shape `redis://[USER:PASSWORD@]HOST[:PORT][/DB]`.
+fn redis_url(text: &str) -> Result<String, String> {
+    let bad = || format!("expected redis://HOST[:PORT][/DB], got {text:?}");
+    let rest = text.strip_prefix("redis://").ok_or_else(bad)?;
+    let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !p.ends_with(']') => (h, Some(p)),
+        _ => (host_port, None),
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    let db_ok = db.is_empty() || db.parse::<u32>().is_ok();
+    if host.is_empty() || !port_ok || !db_ok {
+        return Err(bad());
+    }
+    Ok(text.to_owned())
+}
+
+fn node_id(text: &str) -> Result<String, String> {
+    signalroom_core::cluster::validate_node_id(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// A parsed `--ice-servers` list (a newtype so clap treats it as one value).
@@ -244,6 +279,18 @@ impl Config {
         }
     }
 
+    /// Refuses flags this build cannot honour: without the `cluster` feature,
+    /// `--redis-url` (cluster mode is not complete yet).
+    pub fn unsupported(&self) -> Option<&'static str> {
+        if cfg!(feature = "cluster") || self.redis_url.is_none() {
+            return None;
+        }
+        Some(
+            "--redis-url: cluster mode is not complete yet (docs/cluster.md); \
+             this build runs one node on its own, so run it without --redis-url",
+        )
+    }
+
     /// The access-token secret, from --auth-secret or --auth-secret-file.
     pub fn auth_secret(&self) -> Option<&str> {
         self.auth_secret
@@ -292,6 +339,34 @@ mod tests {
         assert!(Config::try_parse_from(["signalroom", "--ice-servers", "{}"]).is_err());
         assert!(Config::try_parse_from(["signalroom", "--http-peer-ttl", "-1"]).is_err());
         assert!(Config::try_parse_from(["signalroom", "--max-peers", "0"]).is_err());
+    }
+
+    #[test]
+    fn redis_urls_and_node_ids_are_checked() {
+        let parse = |flag: &str, v: &str| Config::try_parse_from(["signalroom", flag, v]);
+        for good in [
+            "redis://127.0.0.1:6379",
+            "redis://localhost",
+            "redis://h:1/2",
+            "redis://u:p@h:6379/0",
+            "redis://[::1]:6379",
+        ] {
+            assert!(parse("--redis-url", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://h:1",
+            "redis://",
+            "redis://h:0",
+            "redis://h:99999",
+            "redis://h:1/x",
+        ] {
+            assert!(parse("--redis-url", bad).is_err(), "{bad}");
+        }
+        assert!(parse("--node-id", "node-1").is_ok());
+        assert!(parse("--node-id", "a b").is_err());
+        assert!(parse("--node-id", "").is_err());
+        let c = Config::parse_from(["signalroom"]);
+        assert!(c.redis_url.is_none() && c.unsupported().is_none());
     }
 
     #[test]

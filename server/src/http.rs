@@ -239,11 +239,19 @@ async fn remove_peer(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Liveness.
+/// Liveness; in cluster mode also whether Redis answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "`{\"status\":\"ok\"}`", body = Health)))]
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+    responses(
+        (status = 200, description = "`{\"status\":\"ok\"}`", body = Health),
+        (status = 503, description = "cluster mode only, while Redis does not answer: `{\"status\":\"unavailable\",\"code\":\"unavailable\"}`"),
+    ))]
+async fn healthz(State(api): State<Api>) -> Response {
+    if api.hub.health.is_ok() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        let body = json!({"status": "unavailable", "code": "unavailable"});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
 }
 
 /// Prometheus metrics.

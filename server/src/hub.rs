@@ -28,6 +28,7 @@ use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 use tokio::sync::Notify;
 
+use crate::health::Health;
 use crate::metrics;
 use crate::webhooks::Webhooks;
 
@@ -45,6 +46,8 @@ pub struct Hub {
     inner: Mutex<Inner>,
     /// Woken whenever a lease may have moved earlier, so the expiry timer re-arms.
     pub leases_changed: Notify,
+    /// What `/healthz` answers.
+    pub health: Health,
 }
 
 /// Connections dropped under the lock, to be closed once it is released.
@@ -85,6 +88,7 @@ impl Hub {
                 webhooks,
             }),
             leases_changed: Notify::new(),
+            health: Health::default(),
         }
     }
 

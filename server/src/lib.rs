@@ -6,10 +6,13 @@
 //! clock and the lease timer, and serves files.
 
 mod access;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod compact;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+mod health;
 mod http;
 mod hub;
 mod limits;
@@ -152,13 +155,28 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let (router, io, hub, limits) = app(&config)?;
-    let timer = tokio::spawn(expire_leases(hub));
     let sweep = tokio::spawn(limits.clone().sweep(io.clone()));
     let addr: SocketAddr = listener.local_addr()?;
+    #[cfg(feature = "cluster")]
+    let node = match &config.redis_url {
+        Some(url) => Some(cluster::Node::start(
+            url,
+            config.node_id.clone(),
+            addr,
+            hub.health.clone(),
+        )?),
+        None => None,
+    };
+    let timer = tokio::spawn(expire_leases(hub));
     tracing::info!(%addr, www = %config.www_dir, "signalroom listening");
     let grace = Config::seconds(config.shutdown_timeout);
     listen::run(listener, router, limits, shutdown, io.close(), grace).await;
     timer.abort();
     sweep.abort();
+    #[cfg(feature = "cluster")]
+    if let Some(node) = node {
+        node.stop().await;
+        tracing::info!(node = node.id(), "left the cluster");
+    }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use signalroom_server::{Command, Config, mint_token, now, serve};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -36,6 +36,11 @@ async fn main() -> anyhow::Result<()> {
             mint_token(secret, room.clone(), peer_id.clone(), *ttl, now())?
         );
         return Ok(());
+    }
+    if let Some(why) = config.unsupported() {
+        Config::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, why)
+            .exit();
     }
     let addr = format!("{}:{}", config.host, config.port());
     let listener = TcpListener::bind(&addr)

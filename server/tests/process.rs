@@ -215,3 +215,31 @@ async fn sigterm_disconnects_clients_and_exits_zero() {
         .expect("waits");
     assert!(status.success(), "exit status {status}");
 }
+
+/// Cluster mode is not complete: the default build refuses `--redis-url`
+/// (and its variable) with a one-line reason, exit 2, and never starts serving.
+#[cfg(not(feature = "cluster"))]
+#[test]
+fn redis_url_is_refused_until_cluster_mode_is_complete() {
+    for (args, env) in [
+        (vec!["--redis-url", "redis://127.0.0.1:6379"], None),
+        (vec![], Some("redis://127.0.0.1:6379")),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_signalroom"));
+        cmd.args(["--host", "127.0.0.1", "--port", "0"]).args(&args);
+        if let Some(url) = env {
+            cmd.env("SIGNALROOM_REDIS_URL", url);
+        }
+        let out = cmd.output().expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "it served: {:?}", out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cluster mode is not complete yet"), "{err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_signalroom"))
+        .args(["--redis-url", "http://nowhere"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--redis-url"));
+}

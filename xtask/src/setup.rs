@@ -118,6 +118,16 @@ pub fn debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
     run(&root, "apt-get", &args)
 }
 
+/// Debian's `redis-server` for the cluster tests. The tests start private
+/// instances of it on free ports (`tests/lib/redis.mjs`), never the system
+/// service, so a machine where the package started one is not disturbed.
+/// Returns the binary's path, which the test suites get as `SIGNALROOM_REDIS_BIN`.
+pub fn redis() -> Result<PathBuf> {
+    let bin = "/usr/bin/redis-server";
+    debian_packages(&[(bin, "redis-server")])?;
+    Ok(PathBuf::from(bin))
+}
+
 /// Debian's coturn (`turnserver`, `turnutils_uclient`) for the TURN credential tests.
 pub fn coturn() -> Result<()> {
     debian_packages(&[

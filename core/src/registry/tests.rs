@@ -611,7 +611,7 @@ fn the_last_departure_finishes_the_room_at_its_own_version() {
 // ---- Invariants over random command sequences ----
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(super) enum Op {
     Join {
         conn: u32,
         room: u8,
@@ -640,7 +640,7 @@ enum Op {
     Advance(u16),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(super) fn op() -> impl Strategy<Value = Op> {
     let conn = 0u32..6;
     prop_oneof![
         4 => (conn.clone(), 0u8..3, 0u8..5, 0u8..2, any::<bool>())

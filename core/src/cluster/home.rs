@@ -1,0 +1,363 @@
+//! The home side of a cluster node: its own sockets, whose rooms live elsewhere.
+//!
+//! A node forwards each socket's requests to the owner of the room they are
+//! for and hands the owners' batches back to its sockets (`docs/cluster.md`).
+//! What it must decide is pure logic, so it is here: which room a request is
+//! for (a valid `join_room` names it, anything else goes to the socket's
+//! current room); one request in flight per socket, the rest queued behind it,
+//! so a socket's events are handled in the order it sent them; a request no
+//! room can answer (an invalid join, `leave_room` while in no room) answered
+//! by a private empty [`Registry`], so the error rules stay the registry's;
+//! the socket's current room, taken from the replies it gets, which also
+//! filters events (no event of a room after `leave_room_success` or after the
+//! join that moved it elsewhere); a `moved_out` for the old room after such a
+//! join; batches put in version order per room by a [`Resequencer`].
+//! Deadlines and `unavailable` answers are the adapter's (it owns the clock of
+//! Redis and the timers); so is finding a room's owner.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde_json::value::RawValue;
+
+use super::Resequencer;
+use super::wire::{Batch, BatchReply, Command, CommandKind};
+use crate::registry::{ClientEvent, Config, Registry, Reply};
+use crate::time::Timestamp;
+use crate::validate::parse_join_text;
+
+/// What the adapter must do, in order.
+#[derive(Debug)]
+pub enum Action {
+    /// Send this command to the owner of `command.room`.
+    Send(Command),
+    /// Answer a socket's request here: emit the event when `reply.emit`, and ack.
+    Answer {
+        /// The socket.
+        sid: String,
+        /// The answer.
+        reply: Reply,
+    },
+    /// An owner's answer to a socket's request: emit `event` when `emit`, and ack.
+    Reply {
+        /// The socket.
+        sid: String,
+        /// The event's wire name.
+        event: String,
+        /// Its payload as JSON text.
+        payload: Box<RawValue>,
+        /// Whether the event is emitted.
+        emit: bool,
+    },
+    /// An event for some of this node's sockets.
+    Emit {
+        /// The sockets.
+        to: Vec<String>,
+        /// The event's wire name.
+        event: String,
+        /// Its payload as JSON text.
+        payload: Box<RawValue>,
+    },
+    /// An owner's answer to a REST request made through this node.
+    Http {
+        /// The request it answers.
+        req: u64,
+        /// The HTTP status.
+        status: u16,
+        /// The body as JSON text.
+        body: Box<RawValue>,
+    },
+}
+
+#[derive(Debug)]
+struct Queued {
+    event: ClientEvent,
+    payload: Option<Box<RawValue>>,
+    binary: bool,
+}
+
+#[derive(Debug, Default)]
+struct Local {
+    /// The room the socket is in, as its replies said.
+    room: Option<String>,
+    /// The request in flight.
+    busy: Option<u64>,
+    /// Requests waiting for it.
+    queue: VecDeque<Queued>,
+}
+
+/// A node's sockets, their requests in flight, and their rooms' sequences.
+#[derive(Debug)]
+pub struct Home {
+    node: String,
+    sockets: HashMap<String, Local>,
+    /// Requests sent and not answered yet, by number.
+    pending: HashMap<u64, Command>,
+    next_req: u64,
+    /// Answers what no room can; always empty.
+    answers: Registry<String>,
+    sequence: Resequencer<String, Batch>,
+}
+
+impl Home {
+    /// The home side of node `node`. `config` is the cluster's registry
+    /// settings; a room gap is resynced after `max_held` batches or `max_wait_ms`.
+    pub fn new(node: impl Into<String>, config: Config, max_held: usize, max_wait_ms: u64) -> Self {
+        Self {
+            node: node.into(),
+            sockets: HashMap::new(),
+            pending: HashMap::new(),
+            next_req: 1,
+            answers: Registry::new(config),
+            sequence: Resequencer::new(max_held, max_wait_ms),
+        }
+    }
+
+    /// A socket connected.
+    pub fn connect(&mut self, sid: &str) {
+        self.sockets.entry(sid.to_owned()).or_default();
+    }
+
+    /// The room a socket is in, as far as this node knows.
+    pub fn room_of(&self, sid: &str) -> Option<&str> {
+        self.sockets.get(sid)?.room.as_deref()
+    }
+
+    /// The room sequences, for the adapter's gap timer and resyncs.
+    pub fn sequence(&mut self) -> &mut Resequencer<String, Batch> {
+        &mut self.sequence
+    }
+
+    /// A socket's event. `deadline` (ms on Redis's clock) is stamped on the
+    /// command it becomes if it starts now (otherwise the call that lets it
+    /// start gives the deadline).
+    pub fn event(
+        &mut self,
+        sid: &str,
+        event: ClientEvent,
+        payload: Option<Box<RawValue>>,
+        binary: bool,
+        deadline: u64,
+    ) -> Vec<Action> {
+        let Some(local) = self.sockets.get_mut(sid) else {
+            return Vec::new();
+        };
+        local.queue.push_back(Queued {
+            event,
+            payload,
+            binary,
+        });
+        let mut out = Vec::new();
+        self.start(sid, deadline, &mut out);
+        out
+    }
+
+    /// Starts the socket's next requests until one is in flight.
+    fn start(&mut self, sid: &str, deadline: u64, out: &mut Vec<Action>) {
+        loop {
+            let Some(local) = self.sockets.get_mut(sid) else {
+                return;
+            };
+            if local.busy.is_some() {
+                return;
+            }
+            let Some(q) = local.queue.pop_front() else {
+                return;
+            };
+            let target = match q.event {
+                ClientEvent::JoinRoom if !q.binary => parse_join_text(q.payload.as_deref())
+                    .ok()
+                    .map(|r| r.room_name),
+                ClientEvent::JoinRoom => None,
+                _ => local.room.clone(),
+            };
+            let Some(room) = target else {
+                let id = sid.to_owned();
+                self.answers.connect(&id);
+                let o =
+                    self.answers
+                        .handle(&id, q.event, q.payload.as_deref(), q.binary, Timestamp(0));
+                self.answers.disconnect(&id);
+                self.answers.take_changes();
+                if let Some(reply) = o.reply {
+                    out.push(Action::Answer { sid: id, reply });
+                }
+                continue;
+            };
+            let kind = CommandKind::Event {
+                sid: sid.to_owned(),
+                event: q.event.as_str().to_owned(),
+                payload: q.payload,
+                binary: q.binary,
+            };
+            let command = self.command(room, deadline, kind);
+            if let Some(local) = self.sockets.get_mut(sid) {
+                local.busy = Some(command.req);
+            }
+            self.pending.insert(command.req, command.clone());
+            out.push(Action::Send(command));
+            return;
+        }
+    }
+
+    /// A request got no answer in time and the adapter answered it
+    /// `unavailable`: the socket's next request may start.
+    pub fn give_up(&mut self, req: u64, deadline: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        let Some(command) = self.pending.remove(&req) else {
+            return out;
+        };
+        if let CommandKind::Event { sid, .. } = &command.kind
+            && let Some(local) = self.sockets.get_mut(sid)
+            && local.busy == Some(req)
+        {
+            local.busy = None;
+            let sid = sid.clone();
+            self.start(&sid, deadline, &mut out);
+        }
+        out
+    }
+
+    /// A batch from a room's owner. `deadline` is for the requests it lets start.
+    pub fn receive(&mut self, batch: Batch, now: Timestamp, deadline: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        let (ready, stale) = match batch.slot {
+            Some(slot) => {
+                let room = batch.room.clone();
+                let r = self.sequence.offer(&room, slot, batch, now);
+                (r.ready, r.stale)
+            }
+            None => (vec![batch], Vec::new()),
+        };
+        for batch in ready {
+            self.apply(batch, true, deadline, &mut out);
+        }
+        // Too late for their events, but a request still wants its answer.
+        for batch in stale {
+            self.apply(batch, false, deadline, &mut out);
+        }
+        out
+    }
+
+    fn apply(&mut self, batch: Batch, events: bool, deadline: u64, out: &mut Vec<Action>) {
+        match batch.reply {
+            Some(BatchReply::Socket {
+                req,
+                sid,
+                event,
+                payload,
+                emit,
+            }) => {
+                if self.pending.remove(&req).is_some()
+                    && let Some(local) = self.sockets.get_mut(&sid)
+                {
+                    let mut left = None;
+                    let mut moved_from = None;
+                    match event.as_str() {
+                        "join_room_success" => {
+                            left = local.room.replace(batch.room.clone());
+                            if let Some(old) = left.as_ref().filter(|old| **old != batch.room) {
+                                moved_from = Some(old.clone());
+                            }
+                        }
+                        "leave_room_success" => left = local.room.take(),
+                        _ => {}
+                    }
+                    local.busy = None;
+                    out.push(Action::Reply {
+                        sid: sid.clone(),
+                        event,
+                        payload,
+                        emit,
+                    });
+                    if let Some(old) = moved_from {
+                        let kind = CommandKind::MovedOut { sid: sid.clone() };
+                        out.push(Action::Send(self.command(old, deadline, kind)));
+                    }
+                    if let Some(old) = left {
+                        self.release(&old);
+                    }
+                    self.start(&sid, deadline, out);
+                }
+            }
+            Some(BatchReply::Http { req, status, body }) => {
+                out.push(Action::Http { req, status, body });
+            }
+            Some(BatchReply::Moved { req }) => {
+                if let Some(command) = self.pending.get(&req) {
+                    out.push(Action::Send(command.clone()));
+                }
+            }
+            None => {}
+        }
+        if !events {
+            return;
+        }
+        for e in batch.events {
+            let to: Vec<String> =
+                e.to.into_iter()
+                    .filter(|s| self.room_of(s) == Some(batch.room.as_str()))
+                    .collect();
+            if !to.is_empty() {
+                out.push(Action::Emit {
+                    to,
+                    event: e.event,
+                    payload: e.payload,
+                });
+            }
+        }
+    }
+
+    /// A socket closed: its room's owner, and the owner of a room it was
+    /// joining, are told (the registry's disconnect is a no-op where it is
+    /// not a member).
+    pub fn disconnect(&mut self, sid: &str, deadline: u64) -> Vec<Action> {
+        let Some(local) = self.sockets.remove(sid) else {
+            return Vec::new();
+        };
+        let mut rooms: Vec<String> = local.room.into_iter().collect();
+        if let Some(req) = local.busy
+            && let Some(command) = self.pending.remove(&req)
+            && !rooms.contains(&command.room)
+        {
+            rooms.push(command.room);
+        }
+        let mut out = Vec::new();
+        for room in rooms {
+            let kind = CommandKind::Disconnect {
+                sid: sid.to_owned(),
+            };
+            out.push(Action::Send(self.command(room.clone(), deadline, kind)));
+            self.release(&room);
+        }
+        out
+    }
+
+    /// A command for `room`'s owner, with the next request number.
+    fn command(&mut self, room: String, deadline: u64, kind: CommandKind) -> Command {
+        let req = self.next_req;
+        self.next_req += 1;
+        Command {
+            room,
+            home: self.node.clone(),
+            req,
+            deadline,
+            kind,
+        }
+    }
+
+    /// Stops sequencing a room once no socket here is in it or joining it: a
+    /// room of that name created later starts its versions again at 1.
+    fn release(&mut self, room: &str) {
+        let member = self
+            .sockets
+            .values()
+            .any(|l| l.room.as_deref() == Some(room));
+        let joining = self.pending.values().any(|c| c.room == room);
+        if !member && !joining {
+            self.sequence.forget(&room.to_owned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,271 @@
+//! The home side's decisions, one per test: routing, per-socket order, local
+//! answers, moves, filtering, version order, disconnects.
+
+use super::*;
+use crate::cluster::Slot;
+use crate::cluster::wire::BatchEvent;
+use serde_json::json;
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+fn home() -> Home {
+    let mut h = Home::new("n1", Config::default(), 8, 1_000);
+    h.connect("s");
+    h
+}
+
+fn raw(v: serde_json::Value) -> Box<RawValue> {
+    RawValue::from_string(v.to_string()).expect("json")
+}
+
+fn join(room: &str) -> Option<Box<RawValue>> {
+    Some(raw(
+        json!({"room_name": room, "peer_id": "p", "username": "u"}),
+    ))
+}
+
+/// The commands among `actions`: (room, req, kind name).
+fn sent(actions: &[Action]) -> Vec<(String, u64, &'static str)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(c) => Some((
+                c.room.clone(),
+                c.req,
+                match &c.kind {
+                    CommandKind::Event { .. } => "event",
+                    CommandKind::Disconnect { .. } => "disconnect",
+                    CommandKind::MovedOut { .. } => "moved_out",
+                    _ => "other",
+                },
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn reply(room: &str, version: u64, req: u64, event: &str, events: Vec<BatchEvent>) -> Batch {
+    Batch {
+        room: room.into(),
+        epoch: 1,
+        slot: Some(Slot::Change(version)),
+        reply: Some(BatchReply::Socket {
+            req,
+            sid: "s".into(),
+            event: event.into(),
+            payload: raw(json!({"version": version})),
+            emit: true,
+        }),
+        events,
+    }
+}
+
+fn update(room: &str, version: u64, to: &[&str]) -> Batch {
+    Batch {
+        room: room.into(),
+        epoch: 1,
+        slot: Some(Slot::Change(version)),
+        reply: None,
+        events: vec![BatchEvent {
+            to: to.iter().map(|s| (*s).to_owned()).collect(),
+            event: "peer_list_updated".into(),
+            payload: raw(json!({"room_name": room, "version": version})),
+        }],
+    }
+}
+
+/// (sockets, version) of each event emitted.
+fn emitted(actions: &[Action]) -> Vec<(Vec<String>, u64)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit { to, payload, .. } => {
+                let v: serde_json::Value = serde_json::from_str(payload.get()).expect("json");
+                Some((to.clone(), v["version"].as_u64().expect("a version")))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn what_no_room_can_answer_is_answered_here_by_the_registry() {
+    let mut h = home();
+    let out = h.event(
+        "s",
+        ClientEvent::JoinRoom,
+        Some(raw(json!({"room_name": "r"}))),
+        false,
+        9,
+    );
+    let [Action::Answer { reply, .. }] = out.as_slice() else {
+        panic!("one local answer: {out:?}");
+    };
+    assert_eq!(
+        reply.error_body().expect("an error").code.as_str(),
+        "missing_fields"
+    );
+    let out = h.event("s", ClientEvent::LeaveRoom, None, false, 9);
+    let [Action::Answer { reply, .. }] = out.as_slice() else {
+        panic!("one local answer: {out:?}");
+    };
+    assert_eq!(
+        reply.error_body().expect("an error").code.as_str(),
+        "not_in_room"
+    );
+    let out = h.event("s", ClientEvent::JoinRoom, join("r"), true, 9);
+    assert!(matches!(out.as_slice(), [Action::Answer { .. }]));
+    // An unknown socket: nothing.
+    assert!(
+        h.event("ghost", ClientEvent::LeaveRoom, None, false, 9)
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_join_goes_to_its_room_and_what_follows_waits_for_its_answer() {
+    let mut h = home();
+    let out = h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    assert_eq!(sent(&out), [("r".to_owned(), 1, "event")]);
+    let Action::Send(c) = &out[0] else {
+        unreachable!()
+    };
+    assert_eq!((c.home.as_str(), c.deadline), ("n1", 9));
+    // Queued behind the join, even one that could be answered here.
+    assert!(
+        h.event("s", ClientEvent::GetPeers, None, false, 9)
+            .is_empty()
+    );
+    assert!(
+        h.event(
+            "s",
+            ClientEvent::Signal,
+            Some(raw(json!({"to": "x", "data": 1}))),
+            false,
+            9
+        )
+        .is_empty()
+    );
+    let out = h.receive(reply("r", 1, 1, "join_room_success", vec![]), T0, 10);
+    assert!(matches!(&out[0], Action::Reply { event, .. } if event == "join_room_success"));
+    // Now in r: get_peers goes there, and the signal waits for it.
+    assert_eq!(sent(&out[1..]), [("r".to_owned(), 2, "event")]);
+    assert_eq!(h.room_of("s"), Some("r"));
+    let mut answer = reply("r", 1, 2, "peer_list", vec![]);
+    answer.slot = Some(Slot::After(1));
+    let out = h.receive(answer, T0, 11);
+    assert_eq!(sent(&out), [("r".to_owned(), 3, "event")]);
+}
+
+#[test]
+fn a_move_leaves_the_old_room_and_its_events_stop() {
+    let mut h = home();
+    h.connect("t");
+    h.event("s", ClientEvent::JoinRoom, join("a"), false, 9);
+    h.receive(reply("a", 1, 1, "join_room_success", vec![]), T0, 9);
+    h.event("t", ClientEvent::JoinRoom, join("a"), false, 9);
+    let mut tj = reply("a", 2, 2, "join_room_success", vec![]);
+    tj.reply = Some(BatchReply::Socket {
+        req: 2,
+        sid: "t".into(),
+        event: "join_room_success".into(),
+        payload: raw(json!({})),
+        emit: true,
+    });
+    h.receive(tj, T0, 9);
+    let out = h.event("s", ClientEvent::JoinRoom, join("b"), false, 9);
+    assert_eq!(sent(&out), [("b".to_owned(), 3, "event")]);
+    // Until the answer, s is still in a.
+    assert_eq!(
+        emitted(&h.receive(update("a", 3, &["s", "t"]), T0, 9)),
+        [(vec!["s".into(), "t".into()], 3)]
+    );
+    let out = h.receive(reply("b", 1, 3, "join_room_success", vec![]), T0, 12);
+    assert_eq!(sent(&out), [("a".to_owned(), 4, "moved_out")]);
+    assert_eq!(h.room_of("s"), Some("b"));
+    // a's next change (s leaving) reaches t only.
+    assert_eq!(
+        emitted(&h.receive(update("a", 4, &["s", "t"]), T0, 9)),
+        [(vec!["t".into()], 4)]
+    );
+    // The same room again: no move.
+    h.event("s", ClientEvent::JoinRoom, join("b"), false, 9);
+    let out = h.receive(reply("b", 1, 5, "join_room_success", vec![]), T0, 9);
+    assert!(sent(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn batches_come_out_in_version_order() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    h.receive(reply("r", 4, 1, "join_room_success", vec![]), T0, 9);
+    assert!(h.receive(update("r", 6, &["s"]), T0, 9).is_empty());
+    let out = h.receive(update("r", 5, &["s"]), T0, 9);
+    assert_eq!(
+        emitted(&out),
+        [(vec!["s".into()], 5), (vec!["s".into()], 6)]
+    );
+    // Stale: dropped.
+    assert!(h.receive(update("r", 5, &["s"]), T0, 9).is_empty());
+}
+
+#[test]
+fn leaving_ends_the_room_here_so_a_new_room_of_that_name_starts_afresh() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    h.receive(reply("r", 7, 1, "join_room_success", vec![]), T0, 9);
+    h.event("s", ClientEvent::LeaveRoom, None, false, 9);
+    let out = h.receive(reply("r", 8, 2, "leave_room_success", vec![]), T0, 9);
+    assert!(matches!(&out[0], Action::Reply { event, .. } if event == "leave_room_success"));
+    assert_eq!(h.room_of("s"), None);
+    assert_eq!(h.sequence().expected(&"r".to_owned()), None);
+    // Deleted and created again: version 1 is not stale.
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    let out = h.receive(reply("r", 1, 3, "join_room_success", vec![]), T0, 9);
+    assert!(matches!(&out[0], Action::Reply { .. }), "{out:?}");
+}
+
+#[test]
+fn a_disconnect_reaches_its_room_and_the_room_it_was_joining() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("a"), false, 9);
+    h.receive(reply("a", 1, 1, "join_room_success", vec![]), T0, 9);
+    h.event("s", ClientEvent::JoinRoom, join("b"), false, 9);
+    let out = h.disconnect("s", 20);
+    assert_eq!(
+        sent(&out),
+        [
+            ("a".to_owned(), 3, "disconnect"),
+            ("b".to_owned(), 4, "disconnect")
+        ]
+    );
+    // The join's late answer finds nobody.
+    assert!(
+        h.receive(reply("b", 1, 2, "join_room_success", vec![]), T0, 9)
+            .is_empty()
+    );
+    assert!(h.disconnect("s", 20).is_empty());
+}
+
+#[test]
+fn a_moved_answer_sends_the_request_again_and_giving_up_frees_the_socket() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    h.event("s", ClientEvent::LeaveRoom, None, false, 9);
+    let moved = Batch {
+        room: "r".into(),
+        epoch: 1,
+        slot: None,
+        reply: Some(BatchReply::Moved { req: 1 }),
+        events: vec![],
+    };
+    assert_eq!(
+        sent(&h.receive(moved, T0, 9)),
+        [("r".to_owned(), 1, "event")]
+    );
+    // The adapter answered `unavailable`: the queued leave starts (answered
+    // here, as s is in no room).
+    let out = h.give_up(1, 9);
+    assert!(matches!(out.as_slice(), [Action::Answer { .. }]), "{out:?}");
+    assert!(h.give_up(1, 9).is_empty());
+}

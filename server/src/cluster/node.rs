@@ -1,0 +1,116 @@
+//! This node's registration in the cluster, and its view of Redis's health.
+//!
+//! A node says it is alive by keeping `sr:node:{id}` in Redis with a short
+//! expiry ([`NODE_TTL`]), refreshed every [`HEARTBEAT`]: when the process dies
+//! the key runs out within a few seconds, which is how the others will know to
+//! remove its peers (`docs/cluster.md`, "A node dies"). The same heartbeat is
+//! the health probe: a failed or late refresh marks the node unhealthy
+//! (`/healthz` 503, `signalroom_redis_up` 0) until one succeeds again, and
+//! refreshing re-creates the key when Redis comes back empty. A node that stops
+//! cleanly deletes its key at once.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::gauge;
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use super::redis::Redis;
+use crate::health::Health;
+use crate::hub::now;
+
+/// How often the node refreshes its registration (and probes Redis).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a registration outlives the node's last refresh.
+pub const NODE_TTL: Duration = Duration::from_secs(3);
+
+/// A running node: its id, its Redis handle, its heartbeat.
+pub struct Node {
+    id: String,
+    key: String,
+    redis: Redis,
+    heartbeat: JoinHandle<()>,
+}
+
+impl Node {
+    /// Registers this node in the Redis at `url` under `id` (random when
+    /// `None`) and starts its heartbeat, which drives `health`. Fails only on
+    /// a malformed URL: an unreachable Redis makes the node unhealthy, not absent.
+    pub fn start(
+        url: &str,
+        id: Option<String>,
+        addr: SocketAddr,
+        health: Health,
+    ) -> anyhow::Result<Arc<Self>> {
+        let redis = Redis::open(url)?;
+        let id = id.unwrap_or_else(random_id);
+        let key = format!("sr:node:{id}");
+        let record =
+            json!({"node": id, "addr": addr.to_string(), "started_at": now().0}).to_string();
+        tracing::warn!(
+            node = %id,
+            "cluster mode is not complete: this node registers in Redis, but rooms are not shared between nodes yet"
+        );
+        // Unhealthy until Redis has answered once.
+        health.set_ok(false);
+        gauge!("signalroom_redis_up").set(0.0);
+        let heartbeat = tokio::spawn(beat(redis.clone(), key.clone(), record, health));
+        Ok(Arc::new(Self {
+            id,
+            key,
+            redis,
+            heartbeat,
+        }))
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Stops the heartbeat and removes the registration (best effort: if
+    /// Redis is down, the key runs out by itself).
+    pub async fn stop(&self) {
+        self.heartbeat.abort();
+        let mut del = redis::cmd("DEL");
+        del.arg(&self.key);
+        if let Err(e) = self.redis.call::<i64>("DEL node", &del).await {
+            tracing::warn!(error = %e, "cannot remove this node's registration");
+        }
+    }
+}
+
+/// Refreshes the registration every [`HEARTBEAT`], and reports health.
+async fn beat(redis: Redis, key: String, record: String, health: Health) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ttl_ms = u64::try_from(NODE_TTL.as_millis()).unwrap_or(u64::MAX);
+    let mut set = redis::cmd("SET");
+    set.arg(&key).arg(&record).arg("PX").arg(ttl_ms);
+    loop {
+        tick.tick().await;
+        let ok = match redis.call::<()>("SET node", &set).await {
+            Ok(()) => true,
+            Err(e) => {
+                if health.is_ok() {
+                    tracing::error!(error = %e, "Redis unreachable: this node is unhealthy");
+                }
+                false
+            }
+        };
+        if ok && !health.is_ok() {
+            tracing::info!("Redis answers again: this node is healthy");
+        }
+        health.set_ok(ok);
+        gauge!("signalroom_redis_up").set(if ok { 1.0 } else { 0.0 });
+    }
+}
+
+/// 16 hex digits from the standard library's per-process random hash keys.
+fn random_id() -> String {
+    format!("{:016x}", RandomState::new().hash_one(std::process::id()))
+}
