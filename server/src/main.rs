@@ -42,6 +42,9 @@ async fn main() -> anyhow::Result<()> {
             .error(clap::error::ErrorKind::ArgumentConflict, why)
             .exit();
     }
+    // Listen for SIGINT/SIGTERM before the listening line: a supervisor (or a test)
+    // that stops the server right after that line must not kill it unhandled.
+    let shutdown = shutdown_signal();
     let addr = format!("{}:{}", config.host, config.port());
     let listener = TcpListener::bind(&addr)
         .await
@@ -49,31 +52,39 @@ async fn main() -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     // One line on stdout, for people and for tests that start the server on port 0.
     println!("signalroom listening on http://{local}");
-    serve(config, listener, shutdown_signal()).await?;
+    serve(config, listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Starts listening for SIGINT and SIGTERM now; the future resolves on the first.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    async fn recv(s: &mut Option<Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+    async move {
+        tokio::select! {
+            () = recv(&mut terminate) => {},
+            () = recv(&mut interrupt) => {},
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }

@@ -16,8 +16,8 @@ const server = async (flags = []) => { const s = await startServer(flags); serve
 const client = async (url, opts) => { const c = await connect(url, opts); clients.push(c); return c; };
 
 /** Polls /metrics until `name` equals `value` (the server notices closes asynchronously). */
-async function metricReaches(url, name, value) {
-  const deadline = Date.now() + TIMEOUT_MS;
+async function metricReaches(url, name, value, ms = TIMEOUT_MS * 4) {
+  const deadline = Date.now() + ms;
   for (;;) {
     const now = await metric(url, name);
     if (now === value) return;
