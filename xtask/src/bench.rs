@@ -316,10 +316,19 @@ pub(crate) fn sh_raised(program: &Path, args: &[String]) -> Command {
 }
 
 fn start_signalroom(bin: &Path, extra: &[String], log: &Path) -> Result<Running> {
-    let mut args: Vec<String> = ["--host", "127.0.0.1", "--port", "0"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    // A load generator drives one connection far past the per-connection event rate
+    // (a well-behaved client's limit); the Node reference has no such limit either.
+    let mut args: Vec<String> = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--max-events-per-second",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     args.extend(extra.iter().cloned());
     let mut cmd = sh_raised(bin, &args);
     // Like the Node reference, which logs nothing per connection.
