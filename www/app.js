@@ -16,6 +16,9 @@ const MESSAGES = {
   not_in_room: "You are not in a room.",
   peer_not_found: "That peer has left.",
   payload_too_large: "That message is too large.",
+  unauthorized: "This server needs a token: open this page with ?token=<your access token> in its address.",
+  forbidden: "Your token does not allow that room or id.",
+  token_expired: "Your token has expired: reload the page with a new ?token=.",
 };
 const say = (e) => MESSAGES[e?.code] ?? e?.error ?? String(e);
 
@@ -85,9 +88,14 @@ function setJoined(value) {
   renderPeers();
 }
 
+/** The access token from the page's address (`?token=`), for servers run with --auth-secret. */
+const token = new URLSearchParams(location.search).get("token") ?? undefined;
+
 async function refreshRooms() {
   try {
-    const res = await fetch("/api/webrtc/rooms");
+    const res = await fetch("/api/webrtc/rooms", token ? { headers: { authorization: `Bearer ${token}` } } : {});
+    if (res.status === 401) throw new Error("this server needs a token");
+    if (res.status === 403) throw new Error("your token may not list the rooms");
     if (!res.ok) throw new Error(res.statusText);
     const rooms = await res.json();
     const list = $("rooms");
@@ -143,7 +151,7 @@ async function main() {
   $("name").value = params.get("name") ?? "";
 
   await init();
-  client = new SignalroomClient(server);
+  client = new SignalroomClient(server, token ? { token } : {});
   mesh = new PeerMesh(client);
   window.signalroom = { client, mesh }; // for the curious, and for the browser tests
 
@@ -152,7 +160,14 @@ async function main() {
     el.dataset.state = state;
     el.textContent = state === "connected" ? "connected to the server" : state === "connecting" ? "connecting…" : "disconnected: reconnecting…";
   });
-  client.onError((e) => showError(say(e)));
+  client.onError((e) => {
+    showError(say(e));
+    if (e?.code === "unauthorized") {
+      const el = $("connection");
+      el.dataset.state = "unauthorized";
+      el.textContent = "this server needs a token";
+    }
+  });
   client.onPeers((e) => {
     for (const gone of e.removed) {
       states.delete(gone.peer_id);

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The stable, machine-readable error codes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -34,6 +35,12 @@ pub enum ErrorCode {
     RoomMismatch,
     /// A REST body is not `application/json`.
     UnsupportedMediaType,
+    /// A missing or invalid access token.
+    Unauthorized,
+    /// The access token does not allow this room or peer_id.
+    Forbidden,
+    /// The access token expired before the join.
+    TokenExpired,
     /// Too many events or requests in too short a time.
     RateLimited,
     /// The server holds as many connections as it may.
@@ -58,6 +65,9 @@ impl ErrorCode {
             Self::InvalidJson => "invalid_json",
             Self::RoomMismatch => "room_mismatch",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::TokenExpired => "token_expired",
             Self::RateLimited => "rate_limited",
             Self::ServerFull => "server_full",
             Self::TooManyConnections => "too_many_connections",
@@ -65,7 +75,7 @@ impl ErrorCode {
     }
 
     /// Every code, for metrics that list them all.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 18] = [
         Self::InvalidPayload,
         Self::MissingFields,
         Self::InvalidField,
@@ -78,6 +88,9 @@ impl ErrorCode {
         Self::InvalidJson,
         Self::RoomMismatch,
         Self::UnsupportedMediaType,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::TokenExpired,
         Self::RateLimited,
         Self::ServerFull,
         Self::TooManyConnections,
@@ -196,6 +209,30 @@ pub enum Error {
     /// A REST body that is not `application/json`.
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    /// A missing, malformed, badly signed, expired or not yet valid access token.
+    #[error("Unauthorized: {reason}")]
+    Unauthorized {
+        /// Why, in words.
+        reason: String,
+    },
+    /// A join (socket) after the access token's `exp`.
+    #[error("Token expired")]
+    TokenExpired,
+    /// The access token is for another room.
+    #[error("Token does not allow room {room_name}")]
+    ForbiddenRoom {
+        /// The room asked for.
+        room_name: String,
+    },
+    /// The access token is for another peer_id.
+    #[error("Token does not allow peer_id {peer_id}")]
+    ForbiddenPeer {
+        /// The peer_id asked for.
+        peer_id: String,
+    },
+    /// The access token is for one room and may not list them all.
+    #[error("Token does not allow listing every room")]
+    ForbiddenListing,
     /// A connection or address over its event or request rate.
     #[error("Too many requests, slow down")]
     RateLimited,
@@ -228,6 +265,11 @@ impl Error {
             Self::InvalidJson { .. } => ErrorCode::InvalidJson,
             Self::RoomMismatch { .. } => ErrorCode::RoomMismatch,
             Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Self::Unauthorized { .. } => ErrorCode::Unauthorized,
+            Self::TokenExpired => ErrorCode::TokenExpired,
+            Self::ForbiddenRoom { .. } | Self::ForbiddenPeer { .. } | Self::ForbiddenListing => {
+                ErrorCode::Forbidden
+            }
             Self::RateLimited => ErrorCode::RateLimited,
             Self::ServerFull => ErrorCode::ServerFull,
             Self::TooManyConnections => ErrorCode::TooManyConnections,
@@ -241,6 +283,8 @@ impl Error {
             ErrorCode::PeerNotFound | ErrorCode::RoomNotFound => 404,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::RateLimited => 429,
             ErrorCode::ServerFull | ErrorCode::TooManyConnections => 503,
             _ => 400,
@@ -262,6 +306,7 @@ impl Error {
 }
 
 /// An error as sent: `{error, code, room_name?, missing?}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorBody {
     /// The human text.
@@ -273,6 +318,7 @@ pub struct ErrorBody {
     pub room_name: Option<String>,
     /// For `missing_fields`: which fields, in protocol order.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
     pub missing: Option<Vec<Field>>,
 }
 

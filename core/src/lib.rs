@@ -12,6 +12,7 @@
 //! `web-client`) only move bytes, so everything here is tested natively and
 //! the same code compiles for `wasm32-unknown-unknown`.
 
+pub mod access;
 pub mod error;
 pub mod membership;
 pub mod protocol;
@@ -20,7 +21,9 @@ pub mod registry;
 pub mod time;
 pub mod tracker;
 pub mod validate;
+pub mod webhook;
 
+pub use access::{Grant, Turn};
 pub use error::{Error, ErrorBody, ErrorCode};
 pub use rate::{EventRate, EventRateConfig, Verdict};
 pub use registry::{

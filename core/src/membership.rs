@@ -84,6 +84,8 @@ pub enum ClientError {
     NotInRoom,
     /// A `signal` while disconnected: it was not sent.
     NotConnected,
+    /// The server refused the connection's access token.
+    Unauthorized,
 }
 
 impl ClientError {
@@ -94,6 +96,7 @@ impl ClientError {
             Self::Closed => "closed",
             Self::Timeout => "timeout",
             Self::NotInRoom => crate::ErrorCode::NotInRoom.as_str(),
+            Self::Unauthorized => crate::ErrorCode::Unauthorized.as_str(),
         }
     }
 
@@ -106,6 +109,7 @@ impl ClientError {
             // The server's text for the same case (crate::Error::NotInRoom).
             Self::NotInRoom => "Not in any room",
             Self::NotConnected => "Not connected to the server: the signal was not sent",
+            Self::Unauthorized => "The server refused the access token",
         }
     }
 }
@@ -315,6 +319,24 @@ impl<J: Clone> Membership<J> {
             out.push(Action::Send { ticket, command });
         }
         self.reconcile(&mut out);
+        out
+    }
+
+    /// The server refused to connect (its access token): no connection will come
+    /// until the app asks again. Joins waiting for it are rejected with
+    /// [`ClientError::Unauthorized`], leaves resolve (nothing is held), and the
+    /// intent ends, as for a refused rejoin.
+    pub fn refused(&mut self) -> Vec<Action<J>> {
+        let mut out = Vec::new();
+        self.stop_timer(&mut out);
+        self.wanted = None;
+        self.unlist(&mut out);
+        for waiting in std::mem::take(&mut self.waiting) {
+            out.push(match waiting {
+                Waiting::Join(id, _) => Action::Reject(id, ClientError::Unauthorized),
+                Waiting::Leave(id) => Action::Resolve(id),
+            });
+        }
         out
     }
 
@@ -990,5 +1012,51 @@ mod properties {
             prop_assert_eq!(w.m.intent(), w.expected.as_ref());
             prop_assert_eq!(w.listed, w.expected.map(|e| e.room), "the app is shown that room");
         }
+    }
+}
+
+#[cfg(test)]
+mod refused_tests {
+    use super::*;
+
+    fn id(room: &str) -> Identity {
+        Identity {
+            room: room.into(),
+            peer_id: "me".into(),
+            username: "Me".into(),
+        }
+    }
+
+    #[test]
+    fn a_refused_token_rejects_waiting_joins_and_a_later_connect_sends_nothing_old() {
+        let mut m = Membership::new(true);
+        let (req, out) = m.join(id("a"));
+        assert!(out.is_empty());
+        assert_eq!(
+            m.refused(),
+            [Action::Reject(req, ClientError::Unauthorized)]
+        );
+        assert_eq!(ClientError::Unauthorized.code(), "unauthorized");
+        assert!(m.is_idle());
+        assert!(
+            m.connected().is_empty(),
+            "the refused join is not sent later"
+        );
+    }
+
+    #[test]
+    fn a_refused_reconnect_ends_the_intent_and_shows_no_room() {
+        let mut m = Membership::new(true);
+        m.connected();
+        let (_, out) = m.join(id("a"));
+        let Action::Send { ticket, .. } = out[0].clone() else {
+            panic!("sent")
+        };
+        m.answered(ticket, Answer::Joined(id("a")));
+        m.disconnected();
+        assert_eq!(m.intent(), Some(&id("a")));
+        assert_eq!(m.refused(), [Action::Left]);
+        assert_eq!(m.intent(), None);
+        assert!(m.connected().is_empty(), "no rejoin after the refusal");
     }
 }

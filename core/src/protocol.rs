@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use crate::error::ErrorBody;
 
 /// One member of a room, as every peer list shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
     /// The id the peer chose; unique within its room.
@@ -32,9 +33,11 @@ pub enum UpdateMode {
 }
 
 /// An ICE server handed to clients in `join_room_success` (an `RTCIceServer`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IceServer {
     /// One URL or a list of URLs (`stun:...`, `turn:...`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub urls: serde_json::Value,
     /// TURN user name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,6 +133,7 @@ pub struct SignalAck {
 }
 
 /// A room as the REST API lists it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoomInfo {
     /// The room's name.
@@ -147,6 +151,7 @@ pub struct RoomInfo {
 }
 
 /// The answer to `POST /api/webrtc/rooms/{room}/join`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpJoinSuccess {
     /// The room joined.
@@ -161,6 +166,8 @@ pub struct HttpJoinSuccess {
     pub version: u64,
     /// When the lease runs out unless renewed (RFC 3339).
     pub expires_at: String,
+    /// ICE servers the server recommends (with TURN credentials when TURN is on).
+    pub ice_servers: Vec<IceServer>,
 }
 
 /// Every event name the server emits.

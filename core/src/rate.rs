@@ -8,7 +8,8 @@
 //! that finds the bucket empty is refused. From the first refusal the bucket
 //! watches the connection for [`FLOOD_WINDOW_MS`]: if over that window it kept
 //! sending at [`FLOOD_FACTOR`] times the rate or more, it is disconnected;
-//! otherwise the watch ends and the next refusal starts a new one.
+//! otherwise the watch ends and the next refusal starts a new one. The
+//! disconnect is said once; events still arriving after it are refused.
 //!
 //! Tokens are counted in thousandths so that integer milliseconds refill
 //! exactly: `per_second` tokens a second is `per_second` thousandths a
@@ -62,6 +63,8 @@ pub struct EventRate {
     last: Timestamp,
     /// Since when the connection has been watched, and how many events it sent since.
     flood: Option<(Timestamp, u64)>,
+    /// [`Verdict::Disconnect`] was given: the rest is refused.
+    cut: bool,
 }
 
 impl EventRate {
@@ -72,6 +75,7 @@ impl EventRate {
             tokens: u64::from(config.burst) * UNIT,
             last: now,
             flood: None,
+            cut: false,
         }
     }
 
@@ -80,6 +84,10 @@ impl EventRate {
     pub fn check(&mut self, now: Timestamp) -> Verdict {
         if !self.config.enabled() {
             return Verdict::Allow;
+        }
+        if self.cut {
+            // Events already on their way when the connection was cut.
+            return Verdict::Refuse;
         }
         let elapsed = now.0.saturating_sub(self.last.0);
         self.last = Timestamp(self.last.0.max(now.0));
@@ -117,6 +125,7 @@ impl EventRate {
         // FLOOD_FACTOR * per_second * window / 1000 events.
         let flood_line = (FLOOD_FACTOR * u64::from(self.config.per_second)).saturating_mul(window);
         if count.saturating_mul(UNIT) >= flood_line {
+            self.cut = true;
             return Verdict::Disconnect;
         }
         self.flood = if allowed { None } else { Some((now, 1)) };
@@ -204,6 +213,9 @@ mod tests {
             .map(|(t, _)| *t)
             .expect("refused first");
         assert_eq!(when - first_refusal, FLOOD_WINDOW_MS);
+        // Disconnect is said once; what still arrives is refused.
+        assert_eq!(b.check(at(when + 10)), Verdict::Refuse);
+        assert_eq!(b.check(at(when + 60_000)), Verdict::Refuse);
     }
 
     #[test]

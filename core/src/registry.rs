@@ -28,6 +28,7 @@ use std::hash::Hash;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::access::{Grant, Turn, check};
 use crate::error::{Error, ErrorBody};
 use crate::protocol::{
     Event, EventName, HttpJoinSuccess, IceServer, JoinSuccess, LeaveSuccess, Payload, Peer,
@@ -49,6 +50,8 @@ pub struct Config {
     pub http_peer_ttl_ms: u64,
     /// ICE servers handed to every joiner.
     pub ice_servers: Vec<IceServer>,
+    /// TURN credentials minted for every joiner, after `ice_servers`.
+    pub turn: Option<Turn>,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             max_signal_bytes: 64 * 1024,
             http_peer_ttl_ms: 60_000,
             ice_servers: Vec::new(),
+            turn: None,
         }
     }
 }
@@ -310,6 +314,8 @@ pub struct Registry<C> {
     sessions: HashMap<C, Session>,
     /// (expiry, room, peer_id) of every HTTP peer.
     leases: BTreeSet<(Timestamp, String, String)>,
+    /// The access-token claims of connections that presented one.
+    grants: HashMap<C, Grant>,
     /// Connections that are open: only these may join.
     open: HashSet<C>,
     /// Changes not yet taken by [`Registry::take_changes`].
@@ -324,9 +330,16 @@ impl<C: Clone + Eq + Hash> Registry<C> {
             rooms: BTreeMap::new(),
             sessions: HashMap::new(),
             leases: BTreeSet::new(),
+            grants: HashMap::new(),
             open: HashSet::new(),
             changes: Vec::new(),
         }
+    }
+
+    /// Records the claims of the token `conn` connected with: every later
+    /// join of `conn` is checked against them. Forgotten when it closes.
+    pub fn grant(&mut self, conn: &C, grant: Grant) {
+        self.grants.insert(conn.clone(), grant);
     }
 
     /// A connection opened: from now on its commands are handled.
@@ -415,7 +428,10 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         if !self.is_open(conn) {
             return Outcome::nothing();
         }
-        if let Err(error) = self.check_join(conn, &req) {
+        let granted = check(self.grants.get(conn), |g| {
+            g.allows_join(&req.room_name, &req.peer_id, now)
+        });
+        if let Err(error) = granted.and_then(|()| self.check_join(conn, &req)) {
             let body = error.body(Some(&req.room_name));
             return Outcome::reply(Reply::error(EventName::JoinRoomError, body), Vec::new());
         }
@@ -434,7 +450,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                     mode: req.updates,
                 };
                 deliveries = self.rename(&req.room_name, i, &req.username, Some(conn));
-                let reply = self.join_success(&req);
+                let reply = self.join_success(&req, now);
                 return Outcome::reply(reply, deliveries);
             }
             Some(s) => {
@@ -459,7 +475,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 peer_id: req.peer_id.clone(),
             },
         );
-        let reply = self.join_success(&req);
+        let reply = self.join_success(&req, now);
         Outcome::reply(reply, deliveries)
     }
 
@@ -555,7 +571,17 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         Ok(())
     }
 
-    fn join_success(&self, req: &JoinRequest) -> Reply {
+    /// The ICE servers for `peer_id` joining at `now`: the configured list,
+    /// then its own TURN credentials when TURN is on.
+    fn ice_servers(&self, peer_id: &str, now: Timestamp) -> Vec<IceServer> {
+        let mut servers = self.config.ice_servers.clone();
+        if let Some(turn) = &self.config.turn {
+            servers.push(turn.ice_server(peer_id, now));
+        }
+        servers
+    }
+
+    fn join_success(&self, req: &JoinRequest, now: Timestamp) -> Reply {
         let room = &self.rooms[&req.room_name];
         Reply::emitted(
             EventName::JoinRoomSuccess,
@@ -566,7 +592,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 total_peers: room.members.len(),
                 max_peers: self.config.max_peers,
                 version: room.version,
-                ice_servers: self.config.ice_servers.clone(),
+                ice_servers: self.ice_servers(&req.peer_id, now),
             }),
         )
     }
@@ -602,6 +628,7 @@ impl<C: Clone + Eq + Hash> Registry<C> {
 
     fn close(&mut self, conn: &C, reason: LeaveReason) -> Vec<Delivery<C>> {
         self.open.remove(conn);
+        self.grants.remove(conn);
         self.remove_conn(conn, reason)
     }
 
@@ -715,6 +742,18 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         body: &Value,
         now: Timestamp,
     ) -> (Result<HttpJoinSuccess, Rejection>, Vec<Delivery<C>>) {
+        self.http_join_granted(path_room, body, None, now)
+    }
+
+    /// [`Self::http_join`] for a request that carried an access token:
+    /// checked against `grant` after the body, before capacity.
+    pub fn http_join_granted(
+        &mut self,
+        path_room: &str,
+        body: &Value,
+        grant: Option<&Grant>,
+        now: Timestamp,
+    ) -> (Result<HttpJoinSuccess, Rejection>, Vec<Delivery<C>>) {
         let req = match parse_http_join(path_room, body) {
             Ok(req) => req,
             Err(r) => return (Err(r), Vec::new()),
@@ -725,6 +764,9 @@ impl<C: Clone + Eq + Hash> Registry<C> {
                 room_name: Some(req.room_name.clone()),
             })
         };
+        if let Err(error) = check(grant, |g| g.allows_join(&req.room_name, &req.peer_id, now)) {
+            return (reject(error), Vec::new());
+        }
         let expires_at = now.plus_ms(self.config.http_peer_ttl_ms);
         let existing = self.rooms.get(&req.room_name).and_then(|room| {
             room.position(&req.peer_id)
@@ -770,11 +812,12 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         let room = &self.rooms[&req.room_name];
         let reply = HttpJoinSuccess {
             room_name: room.name.clone(),
-            peer_id: req.peer_id,
+            peer_id: req.peer_id.clone(),
             peers: room.peers(),
             total_peers: room.members.len(),
             version: room.version,
             expires_at: expires_at.to_rfc3339(),
+            ice_servers: self.ice_servers(&req.peer_id, now),
         };
         (Ok(reply), deliveries)
     }
@@ -785,6 +828,18 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         room_name: &str,
         peer_id: &str,
     ) -> Result<Vec<Delivery<C>>, Error> {
+        self.http_leave_granted(room_name, peer_id, None)
+    }
+
+    /// [`Self::http_leave`] for a request that carried an access token:
+    /// `forbidden` outside its room or `sub`, before `peer_not_found`.
+    pub fn http_leave_granted(
+        &mut self,
+        room_name: &str,
+        peer_id: &str,
+        grant: Option<&Grant>,
+    ) -> Result<Vec<Delivery<C>>, Error> {
+        check(grant, |g| g.allows_delete(room_name, peer_id))?;
         let is_http = self.rooms.get(room_name).is_some_and(|room| {
             room.position(peer_id)
                 .is_some_and(|i| matches!(room.members[i].holder, Holder::Http { .. }))
@@ -854,3 +909,6 @@ impl<C: Clone + Eq + Hash> Registry<C> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod access_tests;

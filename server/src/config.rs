@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use signalroom_core::protocol::IceServer;
 
 /// signalroom: a WebRTC rendezvous server. Peers meet in rooms over Socket.IO
@@ -72,6 +72,16 @@ pub struct Config {
     #[arg(long, env = "SIGNALROOM_SHUTDOWN_TIMEOUT", default_value_t = 5.0, value_parser = seconds)]
     pub shutdown_timeout: f64,
 
+    /// POST every room change to this URL (repeat, or comma-separate, for several);
+    /// see docs/protocol.md "Webhooks".
+    #[arg(long = "webhook-url", env = "SIGNALROOM_WEBHOOK_URLS", value_delimiter = ',', value_parser = webhook_url)]
+    pub webhook_urls: Vec<String>,
+
+    /// Sign each webhook body with HMAC-SHA256 under this secret
+    /// (`X-Signalroom-Signature: sha256=<hex>`).
+    #[arg(long, env = "SIGNALROOM_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
     /// Engine.IO ping timeout in seconds.
     #[arg(long, env = "SIGNALROOM_PING_TIMEOUT", default_value_t = 20.0, value_parser = seconds)]
     pub ping_timeout: f64,
@@ -79,6 +89,79 @@ pub struct Config {
     /// The abuse limits (handshake timeout, event rate, connection caps, REST rate).
     #[command(flatten)]
     pub limits: crate::LimitFlags,
+    /// Require access tokens (HS256 JWTs signed with this secret) on Socket.IO
+    /// and /api/webrtc/*. Off when neither this nor --auth-secret-file is given.
+    #[arg(long, env = "SIGNALROOM_AUTH_SECRET", global = true, hide_env_values = true, value_parser = secret)]
+    pub auth_secret: Option<Secret>,
+
+    /// Like --auth-secret, read from a file (a trailing newline is ignored).
+    #[arg(long, env = "SIGNALROOM_AUTH_SECRET_FILE", global = true, conflicts_with = "auth_secret", value_parser = secret_file)]
+    pub auth_secret_file: Option<Secret>,
+
+    /// TURN REST API secret (coturn's static-auth-secret): every join answer
+    /// carries TURN credentials for --turn-urls made with it.
+    #[arg(long, env = "SIGNALROOM_TURN_SECRET", hide_env_values = true, requires = "turn_urls", value_parser = secret)]
+    pub turn_secret: Option<Secret>,
+
+    /// TURN server URLs for the minted credentials, comma-separated (turn:host:3478,...).
+    #[arg(
+        long,
+        env = "SIGNALROOM_TURN_URLS",
+        value_delimiter = ',',
+        requires = "turn_secret"
+    )]
+    pub turn_urls: Vec<String>,
+
+    /// How long minted TURN credentials are valid, in seconds (60 to 604800).
+    #[arg(long, env = "SIGNALROOM_TURN_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..=604_800))]
+    pub turn_ttl: u64,
+
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Commands other than serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print an access token signed with --auth-secret (or the file or env variable).
+    Token {
+        /// The only room the token may join, see or change (default: any).
+        #[arg(long)]
+        room: Option<String>,
+        /// The only peer_id the token may join or delete as (default: any).
+        #[arg(long)]
+        peer_id: Option<String>,
+        /// Seconds until the token expires.
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+        ttl: u64,
+    },
+}
+
+/// A secret from a flag, the environment or a file; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+fn secret(text: &str) -> Result<Secret, String> {
+    if text.is_empty() {
+        return Err("the secret must not be empty".into());
+    }
+    Ok(Secret(text.to_owned()))
+}
+
+fn secret_file(path: &str) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let text = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    secret(text).map_err(|e| format!("{path}: {e}"))
 }
 
 /// A parsed `--ice-servers` list (a newtype so clap treats it as one value).
@@ -89,6 +172,16 @@ fn ice_servers(text: &str) -> Result<IceServers, String> {
     serde_json::from_str(text)
         .map(IceServers)
         .map_err(|e| format!("expected a JSON list of {{urls, username?, credential?}}: {e}"))
+}
+
+/// An absolute `http://` or `https://` URL.
+fn webhook_url(text: &str) -> Result<String, String> {
+    match reqwest::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Ok(text.to_owned())
+        }
+        _ => Err(format!("expected an http:// or https:// URL, got {text:?}")),
+    }
 }
 
 /// The most any byte limit may be (64 MiB).
@@ -143,7 +236,20 @@ impl Config {
             max_signal_bytes: self.max_signal_bytes,
             http_peer_ttl_ms: self.http_peer_ttl_ms(),
             ice_servers: self.ice_servers.0.clone(),
+            turn: self.turn_secret.as_ref().map(|s| signalroom_core::Turn {
+                secret: s.0.clone(),
+                urls: self.turn_urls.clone(),
+                ttl_secs: self.turn_ttl,
+            }),
         }
+    }
+
+    /// The access-token secret, from --auth-secret or --auth-secret-file.
+    pub fn auth_secret(&self) -> Option<&str> {
+        self.auth_secret
+            .as_ref()
+            .or(self.auth_secret_file.as_ref())
+            .map(|s| s.0.as_str())
     }
 
     /// Seconds as a `Duration`.

@@ -12,14 +12,22 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use signalroom_core::Error;
+use signalroom_core::access::check;
+use signalroom_core::protocol::{HttpJoinSuccess, RoomInfo};
+use signalroom_core::{Error, ErrorBody, Grant};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::access::Access;
+use crate::access::rest::{MaybeGrant, require_token};
 use crate::hub::{Hub, now};
 use crate::metrics;
+use crate::openapi::{ApiDoc, Health, JoinBody};
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -31,18 +39,35 @@ pub struct Api {
 }
 
 /// The REST routes (the demo page and Socket.IO are layered on by the caller).
-pub fn routes(api: Api) -> Router {
-    Router::new()
-        .route("/api/webrtc/rooms", get(list_rooms))
-        .route("/api/webrtc/rooms/{room_name}", get(get_room))
-        .route("/api/webrtc/rooms/{room_name}/join", post(join_room))
-        .route(
-            "/api/webrtc/rooms/{room_name}/peers/{peer_id}",
-            delete(remove_peer),
-        )
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(render_metrics))
+/// With `access`, every `/api/webrtc/*` route needs a bearer token. Each route
+/// is registered with its OpenAPI description (see [`crate::openapi`]).
+pub fn routes(api: Api, access: Option<Arc<Access>>) -> Router {
+    let (router, doc) = documented_routes(api, access);
+    let doc = Arc::new(doc);
+    router.route(
+        "/api/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { Json(doc.as_ref().clone()) }
+        }),
+    )
+}
+
+/// The routes and the OpenAPI document, built by the same calls.
+fn documented_routes(api: Api, access: Option<Arc<Access>>) -> (Router, utoipa::openapi::OpenApi) {
+    let mut webrtc = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_rooms))
+        .routes(routes!(get_room))
+        .routes(routes!(join_room))
+        .routes(routes!(remove_peer));
+    if let Some(access) = access {
+        webrtc = webrtc.route_layer(from_fn_with_state(access, require_token));
+    }
+    webrtc
+        .routes(routes!(healthz))
+        .routes(routes!(render_metrics))
         .with_state(api)
+        .split_for_parts()
 }
 
 /// A protocol error as an HTTP answer: its status and `{error, code}`.
@@ -54,6 +79,11 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
         (status, Json(self.0.body(None))).into_response()
     }
+}
+
+/// The request's grant, when tokens are on.
+fn grant(g: &MaybeGrant) -> Option<&Grant> {
+    g.as_ref().map(|axum::Extension(g)| g)
 }
 
 /// The path's parameters, percent-decoded; a bad one is answered like any
@@ -83,15 +113,34 @@ fn path_error(rejection: &PathRejection) -> Error {
     Error::NotUtf8 { field }
 }
 
-async fn list_rooms(State(api): State<Api>) -> Response {
+/// Every room, keyed by name (403 for a token bound to one room).
+#[utoipa::path(get, path = "/api/webrtc/rooms", tag = "rooms", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every room, keyed by its name", body = std::collections::BTreeMap<String, RoomInfo>),
+        (status = 401, description = "`unauthorized`: missing or invalid token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the token is bound to one room", body = ErrorBody),
+    ))]
+async fn list_rooms(State(api): State<Api>, g: MaybeGrant) -> Result<Response, ApiError> {
+    check(grant(&g), Grant::allows_listing).map_err(ApiError)?;
     let rooms = api.hub.lock().registry.rooms();
-    Json(rooms).into_response()
+    Ok(Json(rooms).into_response())
 }
 
+/// One room.
+#[utoipa::path(get, path = "/api/webrtc/rooms/{room_name}", tag = "rooms", security(("bearer" = [])),
+    params(("room_name" = String, Path, description = "The room's name, URL-encoded")),
+    responses(
+        (status = 200, description = "The room", body = RoomInfo),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the token is for another room", body = ErrorBody),
+        (status = 404, description = "`room_not_found`", body = ErrorBody),
+    ))]
 async fn get_room(
     State(api): State<Api>,
+    g: MaybeGrant,
     Params(room_name): Params<String>,
 ) -> Result<Response, ApiError> {
+    check(grant(&g), |g| g.allows_room(&room_name)).map_err(ApiError)?;
     let room = api.hub.lock().registry.room(&room_name).map_err(ApiError)?;
     Ok(Json(room).into_response())
 }
@@ -104,8 +153,22 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// Joins (or renews) an HTTP peer, which holds a lease.
+#[utoipa::path(post, path = "/api/webrtc/rooms/{room_name}/join", tag = "rooms", security(("bearer" = [])),
+    params(("room_name" = String, Path, description = "The room to join")),
+    request_body(content = JoinBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Joined or renewed", body = HttpJoinSuccess),
+        (status = 400, description = "`invalid_json`, `invalid_payload`, `missing_fields`, `invalid_field`, `room_mismatch`", body = ErrorBody),
+        (status = 401, description = "`unauthorized` (checked first)", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the token's room or sub (checked after 415/413/400)", body = ErrorBody),
+        (status = 409, description = "`room_full`, `peer_id_taken`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    ))]
 async fn join_room(
     State(api): State<Api>,
+    g: MaybeGrant,
     Params(room_name): Params<String>,
     headers: HeaderMap,
     body: Body,
@@ -133,7 +196,10 @@ async fn join_room(
     })?;
     let (result, closing) = {
         let mut inner = api.hub.lock();
-        let (result, deliveries) = inner.registry.http_join(&room_name, &value, now());
+        let (result, deliveries) =
+            inner
+                .registry
+                .http_join_granted(&room_name, &value, grant(&g), now());
         (result, inner.deliver(&deliveries))
     };
     closing.close();
@@ -144,15 +210,28 @@ async fn join_room(
     }
 }
 
+/// Removes an HTTP peer (socket peers cannot be removed this way).
+#[utoipa::path(delete, path = "/api/webrtc/rooms/{room_name}/peers/{peer_id}", tag = "rooms", security(("bearer" = [])),
+    params(
+        ("room_name" = String, Path, description = "The room"),
+        ("peer_id" = String, Path, description = "The HTTP peer"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the token's room or sub", body = ErrorBody),
+        (status = 404, description = "`peer_not_found`", body = ErrorBody),
+    ))]
 async fn remove_peer(
     State(api): State<Api>,
+    g: MaybeGrant,
     Params((room_name, peer_id)): Params<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let closing = {
         let mut inner = api.hub.lock();
         let deliveries = inner
             .registry
-            .http_leave(&room_name, &peer_id)
+            .http_leave_granted(&room_name, &peer_id, grant(&g))
             .map_err(ApiError)?;
         inner.deliver(&deliveries)
     };
@@ -160,10 +239,16 @@ async fn remove_peer(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", body = Health)))]
 async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn render_metrics(State(api): State<Api>) -> Response {
     let (connections, rooms, peers) = {
         let inner = api.hub.lock();

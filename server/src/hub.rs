@@ -17,7 +17,7 @@
 //! own socket's failure, so the dropped ones are known exactly.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::value::{RawValue, to_raw_value};
@@ -29,12 +29,15 @@ use socketioxide::{SendError, SocketError};
 use tokio::sync::Notify;
 
 use crate::metrics;
+use crate::webhooks::Webhooks;
 
 /// The registry and the sockets it addresses.
 pub struct Inner {
     /// Rooms and memberships.
     pub registry: Registry<Sid>,
     sockets: HashMap<Sid, SocketRef>,
+    /// Where room changes are POSTed (`--webhook-url`), if anywhere.
+    webhooks: Option<Arc<Webhooks>>,
 }
 
 /// Shared server state, cloned into every handler as an `Arc`.
@@ -73,12 +76,13 @@ pub fn now() -> Timestamp {
 }
 
 impl Hub {
-    /// A hub around an empty registry.
-    pub fn new(config: signalroom_core::Config) -> Self {
+    /// A hub around an empty registry, telling `webhooks` of every change.
+    pub fn new(config: signalroom_core::Config, webhooks: Option<Arc<Webhooks>>) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 registry: Registry::new(config),
                 sockets: HashMap::new(),
+                webhooks,
             }),
             leases_changed: Notify::new(),
         }
@@ -235,20 +239,28 @@ impl Inner {
             }
             full.extend(self.send(&deliveries));
         }
-        self.count_changes();
+        self.record_changes();
         closing
     }
 
-    /// Counts the registry's changes: joins and leaves are what really
-    /// happened, never a renewal, an identical rejoin or a rename.
-    pub fn count_changes(&mut self) {
-        for change in self.registry.take_changes() {
+    /// Takes the registry's changes: counted (joins and leaves are what
+    /// really happened, never a renewal, an identical rejoin or a rename) and
+    /// handed to the webhooks, in order.
+    pub fn record_changes(&mut self) {
+        let changes = self.registry.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        for change in &changes {
             match change.kind {
                 ChangeKind::PeerJoined(_) => metrics::joined(),
                 ChangeKind::PeerLeft { .. } => metrics::left(),
                 ChangeKind::RoomStarted | ChangeKind::PeerUpdated(_) | ChangeKind::RoomFinished => {
                 }
             }
+        }
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.send(&changes, now());
         }
     }
 }

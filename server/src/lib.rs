@@ -5,6 +5,7 @@
 //! Every rule lives in the core's registry; this crate moves bytes, keeps the
 //! clock and the lease timer, and serves files.
 
+mod access;
 mod compact;
 pub mod config;
 mod http;
@@ -12,8 +13,10 @@ mod hub;
 mod limits;
 mod listen;
 mod metrics;
+mod openapi;
 mod origin;
 mod socket;
+mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,10 +31,13 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::services::ServeDir;
 
-pub use config::Config;
-use hub::{Hub, now};
+pub use access::mint as mint_token;
+pub use config::{Command, Config};
+use hub::Hub;
+pub use hub::now;
 use limits::Limits;
 pub use limits::{LimitFlags, TrustedProxy};
+use webhooks::Webhooks;
 
 /// The WebSocket read buffer of each connection, bytes (bench/README.md, "Where a
 /// connection's bytes go").
@@ -39,11 +45,17 @@ const WS_READ_BUFFER_BYTES: usize = 1024;
 
 /// Builds the whole application: REST routes, Socket.IO, the demo page, CORS.
 /// Returns the router, the Socket.IO handle (for shutdown) and the shared state.
-fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>, Arc<Limits>) {
+fn app(config: &Config) -> Result<(Router, SocketIo, Arc<Hub>, Arc<Limits>)> {
     metrics::install();
-    let hub = Arc::new(Hub::new(config.registry()));
+    let webhooks = Webhooks::start(&config.webhook_urls, config.webhook_secret.as_deref())?;
+    let hub = Arc::new(Hub::new(config.registry(), webhooks));
     let limits = Arc::new(Limits::new(&config.limits));
-    let (io_layer, io) = limits
+    let access = config
+        .auth_secret()
+        .map(access::Access::new)
+        .transpose()?
+        .map(Arc::new);
+    let mut builder = limits
         .configure(SocketIo::builder())
         .ping_interval(Config::seconds(config.ping_interval))
         .ping_timeout(Config::seconds(config.ping_timeout))
@@ -55,9 +67,19 @@ fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>, Arc<Limits>) {
         // messages (4 KiB by default; a larger message still grows it).
         .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .with_state(hub.clone())
-        .with_state(limits.clone())
-        .build_layer();
-    io.ns("/", socket::on_connect.with(socket::register));
+        .with_state(limits.clone());
+    if let Some(access) = &access {
+        builder = builder.with_state(access.clone());
+    }
+    let (io_layer, io) = builder.build_layer();
+    if access.is_some() {
+        let handler = socket::on_connect
+            .with(socket::register)
+            .with(access::socket::authenticate);
+        io.ns("/", handler);
+    } else {
+        io.ns("/", socket::on_connect.with(socket::register));
+    }
 
     let api = http::Api {
         hub: hub.clone(),
@@ -80,7 +102,7 @@ fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>, Arc<Limits>) {
             .allow_headers(Any)
     };
     let origins = origin::AllowedOrigins(Arc::new(config.cors_origins.clone()));
-    let router = http::routes(api)
+    let router = http::routes(api, access)
         .fallback_service(ServeDir::new(&config.www_dir))
         .layer(io_layer)
         .layer(axum::middleware::map_request(compact::own_head))
@@ -91,7 +113,7 @@ fn app(config: &Config) -> (Router, SocketIo, Arc<Hub>, Arc<Limits>) {
         ))
         .layer(axum::middleware::from_fn(limits::drain_refused))
         .layer(cors);
-    (router, io, hub, limits)
+    Ok((router, io, hub, limits))
 }
 
 /// Removes expired HTTP peers at the moment their leases run out.
@@ -126,7 +148,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let (router, io, hub, limits) = app(&config);
+    let (router, io, hub, limits) = app(&config)?;
     let timer = tokio::spawn(expire_leases(hub));
     let sweep = tokio::spawn(limits.clone().sweep(io.clone()));
     let addr: SocketAddr = listener.local_addr()?;

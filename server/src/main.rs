@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::Parser;
-use signalroom_server::{Config, serve};
+use signalroom_server::{Command, Config, mint_token, now, serve};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -24,6 +24,19 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = Config::parse();
+    if let Some(Command::Token { room, peer_id, ttl }) = &config.command {
+        let Some(secret) = config.auth_secret() else {
+            eprintln!(
+                "error: signalroom token needs --auth-secret, --auth-secret-file or SIGNALROOM_AUTH_SECRET"
+            );
+            std::process::exit(2);
+        };
+        println!(
+            "{}",
+            mint_token(secret, room.clone(), peer_id.clone(), *ttl, now())?
+        );
+        return Ok(());
+    }
     let addr = format!("{}:{}", config.host, config.port());
     let listener = TcpListener::bind(&addr)
         .await

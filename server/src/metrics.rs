@@ -25,6 +25,11 @@ pub fn install() -> &'static PrometheusHandle {
         counter!("signalroom_signals_relayed_total").absolute(0);
         counter!("signalroom_queue_full_total").absolute(0);
         counter!("signalroom_origin_refused_total").absolute(0);
+        counter!("signalroom_webhooks_delivered_total").absolute(0);
+        counter!("signalroom_webhooks_retried_total").absolute(0);
+        for reason in ["retries", "rejected", "queue_full"] {
+            counter!("signalroom_webhooks_dropped_total", "reason" => reason).absolute(0);
+        }
         handle
     })
 }
@@ -47,6 +52,22 @@ pub fn error(code: ErrorCode) {
 /// A `signal` queued for its target.
 pub fn signal_relayed() {
     counter!("signalroom_signals_relayed_total").increment(1);
+}
+
+/// A webhook answered 2xx.
+pub fn webhook_delivered() {
+    counter!("signalroom_webhooks_delivered_total").increment(1);
+}
+
+/// A webhook attempt that failed and will be tried again.
+pub fn webhook_retried() {
+    counter!("signalroom_webhooks_retried_total").increment(1);
+}
+
+/// A webhook given up: `retries` (failed every try), `rejected` (a status
+/// that is not retried) or `queue_full` (the oldest queued, dropped for a newer one).
+pub fn webhook_dropped(reason: &'static str) {
+    counter!("signalroom_webhooks_dropped_total", "reason" => reason).increment(1);
 }
 
 /// A Socket.IO request refused for its `Origin` (`--cors-origin`).

@@ -74,9 +74,18 @@ fn help_lists_every_flag() {
         "--event-burst",
         "--max-connections",
         "--max-connections-per-ip",
+        "--webhook-url",
+        "--webhook-secret",
         "--rest-rate-per-ip",
         "--trusted-proxy",
         "SIGNALROOM_MAX_PEERS",
+        "--auth-secret",
+        "--auth-secret-file",
+        "SIGNALROOM_AUTH_SECRET",
+        "--turn-secret",
+        "--turn-urls",
+        "--turn-ttl",
+        "token",
         "SIGNALROOM_HANDSHAKE_TIMEOUT",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
@@ -126,6 +135,8 @@ fn out_of_range_flag_values_exit_2_with_one_line_instead_of_panicking() {
         ["--ping-timeout", "1e20"],
         ["--shutdown-timeout", "1e30"],
         ["--max-queued-packets", "0"],
+        ["--webhook-url", "ftp://example.org/hook"],
+        ["--webhook-url", "not a url"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_signalroom"))
             .args(args)

@@ -5,8 +5,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { spawn } from 'node:child_process';
 import { io } from 'socket.io-client';
-import { startServer, connect, uniq, ids, withTimeout, TIMEOUT_MS } from '../lib/server.mjs';
+import { startServer, connect, uniq, ids, withTimeout, TIMEOUT_MS, Client, BIN, REPO } from '../lib/server.mjs';
 
 const servers = [];
 const clients = [];
@@ -47,10 +48,17 @@ async function admittedAgain(url) {
 }
 
 test('past --max-connections a new session gets 503 server_full; existing sessions keep working', async () => {
-  const s = await server(['--max-connections', '2']);
+  const s = await server(['--max-connections', '3']);
   const room = uniq('full');
   const ws = await client(s.url);
   const poll = await client(s.url, { transports: ['polling'] });
+  // The third starts on polling (so the server is full) and then upgrades: never refused.
+  const upgrader = new Client(s.url, { transports: ['polling', 'websocket'] });
+  clients.push(upgrader);
+  const upgraded = new Promise((resolve) => upgrader.sock.io.on('open', () => upgrader.sock.io.engine.once('upgrade', resolve)));
+  await upgrader.connected();
+  await withTimeout(upgraded, TIMEOUT_MS, 'the upgrade of a session at the cap');
+  assert.equal(upgrader.sock.io.engine.transport.name, 'websocket');
   const refused = await handshake(s.url);
   assert.equal(refused.status, 503);
   assert.equal(refused.json.code, 'server_full');
@@ -62,7 +70,8 @@ test('past --max-connections a new session gets 503 server_full; existing sessio
   // The polling session's polls and POSTs are never refused, nor its upgrade.
   await poll.join(room, 'poll');
   await ws.join(room, 'ws');
-  assert.deepEqual(ids((await poll.ack('get_peers', {})).peers), ['poll', 'ws']);
+  await upgrader.join(room, 'upgrader');
+  assert.deepEqual(ids((await poll.ack('get_peers', {})).peers), ['poll', 'ws', 'upgrader']);
   // A place frees when a client leaves.
   ws.close();
   await admittedAgain(s.url);
@@ -96,8 +105,6 @@ test('defaults: a hundred clients from one address are all admitted', async () =
 
 test('--max-connections never exceeds what the open-file limit allows', async () => {
   // 128 open files: a 5 % (at least 64) reserve leaves 64 places, whatever the flag says.
-  const { spawn } = await import('node:child_process');
-  const { BIN, REPO } = await import('../lib/server.mjs');
   const proc = spawn('prlimit', ['--nofile=128:128', BIN, '--host', '127.0.0.1', '--port', '0', '--max-connections', '50000'],
     { cwd: REPO, stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, RUST_LOG: 'error' } });
   try {

@@ -73,7 +73,8 @@ test('POST join: 200 {room_name, peer_id, peers, total_peers, version, expires_a
   const room = uniq('post-new');
   const res = await postJson(srv.url, joinPath(room), { peer_id: 'bot', username: 'Bot' });
   assert.equal(res.status, 200);
-  assert.deepEqual(Object.keys(res.json).sort(), ['expires_at', 'peer_id', 'peers', 'room_name', 'total_peers', 'version']);
+  assert.deepEqual(Object.keys(res.json).sort(), ['expires_at', 'ice_servers', 'peer_id', 'peers', 'room_name', 'total_peers', 'version']);
+  assert.deepEqual(res.json.ice_servers, [], 'REST join answers carry ice_servers always (PROTOCOL.md v1.1)');
   assert.equal(res.json.room_name, room);
   assert.equal(res.json.peer_id, 'bot');
   assert.equal(res.json.total_peers, 1);

@@ -94,7 +94,9 @@ pub(crate) struct ClientState {
     requests: Vec<Pending>,
     /// The membership's retry timer.
     retry_timer: Option<JsValue>,
-    closed: bool,
+    pub(crate) closed: bool,
+    /// The server refused the token: no connecting until the next `join()`.
+    pub(crate) refused: bool,
     on_peers: Vec<Function>,
     on_signal: Vec<Function>,
     on_error: Vec<Function>,
@@ -137,7 +139,10 @@ impl SignalroomClient {
         let io_options = Object::new();
         let _ = js_sys::Reflect::set(&io_options, &"forceNew".into(), &JsValue::TRUE);
         if options.is_object() {
-            Object::assign(&io_options, &Object::from(options));
+            Object::assign(&io_options, &Object::from(options.clone()));
+        }
+        if let Some(auth) = crate::auth::auth_option(&get(&options, "token")) {
+            let _ = js_sys::Reflect::set(&io_options, &"auth".into(), &auth);
         }
         let socket = js::io(url, &io_options)
             .map_err(|_| error("invalid_url", "Cannot connect to that URL"))?;
@@ -149,6 +154,7 @@ impl SignalroomClient {
             requests: Vec::new(),
             retry_timer: None,
             closed: false,
+            refused: false,
             on_peers: Vec::new(),
             on_signal: Vec::new(),
             on_error: Vec::new(),
@@ -170,6 +176,7 @@ impl SignalroomClient {
         #[wasm_bindgen(unchecked_param_type = "string")] peer_id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] username: JsValue,
     ) -> Promise {
+        crate::auth::reconnect_if_refused(&self.shared);
         let payload = join_payload(&room_name, &peer_id, &username);
         request(&self.shared, true, move |m| m.join(payload))
     }
@@ -573,13 +580,21 @@ fn on_event(shared: &Shared, socket: &Socket, event: &str, handler: fn(&Shared, 
 
 fn listen(shared: &Shared, socket: &Socket) {
     on_event(shared, socket, "connect", |shared, _| connected(shared));
+    on_event(shared, socket, "connect_error", |shared, err| {
+        if crate::auth::is_refusal(&err) {
+            refused(shared);
+        }
+    });
     on_event(shared, socket, "disconnect", |shared, reason| {
         let (reconnect, actions) = match shared.try_borrow_mut() {
             Ok(mut s) => {
                 // Whatever socket.io-client still buffers (sent while its ping had
                 // expired) would reach the next connection; the membership decides
                 // what is sent there.
-                s.socket.send_buffer().set_length(0);
+                let buffered = s.socket.send_buffer();
+                if Array::is_array(&buffered) {
+                    buffered.set_length(0);
+                }
                 // socket.io-client does not reconnect by itself after the server closed
                 // the connection, which is what a server does when it shuts down for a
                 // restart: reconnect anyway, so that autoRejoin can work.
@@ -639,6 +654,22 @@ pub(crate) fn report(shared: &Shared, e: &JsValue) {
         Err(_) => return,
     };
     call_all(&listeners, &[e]);
+}
+
+/// The server refused the access token: socket.io-client stops there, the
+/// membership settles what waited for the connection, onError is told.
+fn refused(shared: &Shared) {
+    let actions = match shared.try_borrow_mut() {
+        Ok(mut s) => {
+            s.refused = true;
+            s.membership.refused()
+        }
+        Err(_) => return,
+    };
+    connection_state(shared, "disconnected");
+    perform(shared, actions, None);
+    let e = ClientError::Unauthorized;
+    report(shared, &error(e.code(), e.message()));
 }
 
 fn connected(shared: &Shared) {

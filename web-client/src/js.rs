@@ -37,11 +37,15 @@ extern "C" {
     pub fn emit_with_ack(this: &Socket, event: &str, payload: &JsValue, ack: &JsValue);
     #[wasm_bindgen(method)]
     pub fn disconnect(this: &Socket);
-    /// Packets socket.io-client holds until the next connection (a public field).
+    /// Packets socket.io-client holds until the next connection (a public field; an
+    /// `Array` in 4.x, checked before use).
     #[wasm_bindgen(method, getter, js_name = sendBuffer)]
     pub fn send_buffer(this: &Socket) -> Array;
     #[wasm_bindgen(method)]
     pub fn connect(this: &Socket);
+    /// Whether the socket is connected now.
+    #[wasm_bindgen(method, getter)]
+    pub fn connected(this: &Socket) -> bool;
     /// The socket's `Manager`, whose events tell about reconnection attempts.
     #[wasm_bindgen(method, getter, js_name = io)]
     pub fn manager(this: &Socket) -> Socket;

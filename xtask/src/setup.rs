@@ -117,3 +117,11 @@ pub fn debian_packages(wanted: &[(&str, &str)]) -> Result<()> {
     args.extend(missing);
     run(&root, "apt-get", &args)
 }
+
+/// Debian's coturn (`turnserver`, `turnutils_uclient`) for the TURN credential tests.
+pub fn coturn() -> Result<()> {
+    debian_packages(&[
+        ("/usr/bin/turnserver", "coturn"),
+        ("/usr/bin/turnutils_uclient", "coturn"),
+    ])
+}

@@ -15,6 +15,7 @@ pub fn all() -> Result<()> {
     setup::npm_packages()?;
     let python = setup::python_venv()?;
     setup::chromium()?;
+    setup::coturn()?;
     setup::nftables()?;
 
     run(&root, "cargo", &["test", "--workspace"])?;

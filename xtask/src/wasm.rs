@@ -226,6 +226,7 @@ pub fn test_wasm() -> Result<()> {
 pub fn test_browser() -> Result<()> {
     setup::npm_packages()?;
     setup::chromium()?;
+    setup::coturn()?;
     if !root().join("web-client/pkg/package.json").exists() {
         build()?;
     }

@@ -16,6 +16,7 @@ fn reg(max_peers: usize) -> Reg {
         max_signal_bytes: 32,
         http_peer_ttl_ms: 1_000,
         ice_servers: Vec::new(),
+        turn: None,
     })
 }
 
@@ -773,7 +774,7 @@ proptest! {
 
     #[test]
     fn invariants_hold_over_random_sequences(ops in prop::collection::vec(op(), 1..80)) {
-        let mut r = Registry::new(Config { max_peers: 3, max_signal_bytes: 64, http_peer_ttl_ms: 1_000, ice_servers: vec![] });
+        let mut r = Registry::new(Config { max_peers: 3, max_signal_bytes: 64, http_peer_ttl_ms: 1_000, ice_servers: vec![], turn: None });
         let mut views: HashMap<u32, View> = HashMap::new();
         let mut ledger = Ledger::default();
         let mut now = T0;

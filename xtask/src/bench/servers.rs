@@ -109,10 +109,19 @@ pub(super) fn sh_raised(program: &Path, args: &[String]) -> Command {
 }
 
 pub(super) fn start_signalroom(bin: &Path, extra: &[String], log: &Path) -> Result<Running> {
-    let mut args: Vec<String> = ["--host", "127.0.0.1", "--port", "0"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    // A load generator drives one connection far past the per-connection event rate
+    // (a well-behaved client's limit); the Node reference has no such limit either.
+    let mut args: Vec<String> = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--max-events-per-second",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     args.extend(extra.iter().cloned());
     let mut cmd = sh_raised(bin, &args);
     // Like the Node reference, which logs nothing per connection.
