@@ -118,8 +118,9 @@ enum Scenario {
     Soak {
         #[arg(long, default_value_t = 10)]
         cycles: usize,
+        /// Clients per cycle (the global `--clients` says how clients read).
         #[arg(long, default_value_t = 5000)]
-        clients: usize,
+        per_cycle: usize,
         #[arg(long, default_value_t = 10)]
         room_size: usize,
         /// Percent of clients on HTTP long-polling.
@@ -235,7 +236,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
         Scenario::Signal { pairs, .. } => pairs * 2,
         Scenario::Idle { connections, .. } => *connections,
         // A polling client holds two connections.
-        Scenario::Soak { clients, .. } => clients * 2,
+        Scenario::Soak { per_cycle, .. } => per_cycle * 2,
     };
     if need as u64 + 64 > nofile {
         bail!("{need} connections need more open files than the limit ({nofile})");
@@ -303,7 +304,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             } => scenarios::rest(&t, label, rooms, peers, http_conns, updates, timeout).await,
             Scenario::Soak {
                 cycles,
-                clients,
+                per_cycle,
                 room_size,
                 polling_pct,
                 abandoned_pct,
@@ -311,7 +312,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
             } => {
                 let s = soak::Soak {
                     cycles: cycles.clamp(1, 1000),
-                    clients,
+                    clients: per_cycle,
                     room_size,
                     polling_pct: usize::from(polling_pct),
                     abandoned_pct: usize::from(abandoned_pct),
@@ -331,6 +332,16 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // clap checks its definition only when parsing: two arguments sharing an id
+        // (a global and a subcommand's) would panic at run time, not at build time.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+        super::Cli::try_parse_from(["bench", "--clients", "parse", "soak", "--per-cycle", "3"])
+            .map(|_| ())
+            .expect("the soak and the client mode parse together");
+    }
+
     use super::*;
 
     #[test]

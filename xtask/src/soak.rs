@@ -106,7 +106,7 @@ fn run(args: &Args) -> Result<()> {
         .arg(bin.join("signalroom-bench"))
         .args(["--url", &url, "--pid", &pid.to_string(), "soak"])
         .args(["--cycles", &args.cycles.to_string()])
-        .args(["--clients", &args.clients.to_string()])
+        .args(["--per-cycle", &args.clients.to_string()])
         .args(["--room-size", &args.room_size.to_string()])
         .args(["--polling-pct", &args.polling_pct.to_string()])
         .args(["--abandoned-pct", &args.abandoned_pct.to_string()])
