@@ -213,7 +213,9 @@ export async function connect(url, opts) {
  */
 export function request(url, pathname, { method = 'GET', body, headers = {} } = {}) {
   return withTimeout(new Promise((resolve, reject) => {
-    const req = http.request(url + pathname, { method, headers }, (res) => {
+    // A fresh connection per request (agent: false): a keep-alive socket the server closed
+    // after an error reply would fail the next request with EPIPE.
+    const req = http.request(url + pathname, { method, headers, agent: false }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => {
@@ -329,9 +331,17 @@ export class PollingSession {
     if (res.status !== 200) throw new Error(`polling open: ${res.status} ${res.text}`);
     this.sid = JSON.parse(res.text.slice(1)).sid;
     await this.post('40');
-    const packets = await this.get();
-    if (!packets.some((p) => p.startsWith('40'))) throw new Error(`no CONNECT reply: ${packets}`);
-    return this;
+    // The server pings as soon as the session opens, so the first GET may hold only that ping
+    // (`2`); answer it and read on until the CONNECT reply.
+    const got = [];
+    for (let i = 0; i < 5; i++) {
+      const packets = await this.get();
+      if (!Array.isArray(packets)) throw new Error(`polling open: ${JSON.stringify(packets)}`);
+      got.push(...packets);
+      if (packets.includes('2')) await this.post('3');
+      if (packets.some((p) => p.startsWith('40'))) return this;
+    }
+    throw new Error(`no CONNECT reply: ${got}`);
   }
 
   /** POSTs packets (a string, or several joined with the record separator). */

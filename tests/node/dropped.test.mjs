@@ -29,7 +29,7 @@ async function metricReaches(url, name, value, ms = TIMEOUT_MS * 4) {
 /** POSTs `body` in one request and, as soon as it is under way, Engine.IO close in a second. */
 function postThenClose(session, body) {
   return withTimeout(new Promise((resolve) => {
-    const req = http.request(session.url + session.path, { method: 'POST', headers: { 'content-type': 'text/plain;charset=UTF-8' } }, (res) => {
+    const req = http.request(session.url + session.path, { method: 'POST', agent: false, headers: { 'content-type': 'text/plain;charset=UTF-8' } }, (res) => {
       res.resume();
       res.on('end', resolve);
       res.on('error', resolve);

@@ -8,7 +8,7 @@ import { startServer, connect, uniq, ids, RawSocket, request } from '../lib/serv
 let srv;
 const clients = [];
 
-before(async () => { srv = await startServer(['--max-queued-packets', '4', '--shutdown-timeout', '1']); });
+before(async () => { srv = await startServer(['--max-queued-packets', '32', '--shutdown-timeout', '1']); });
 after(async () => { clients.forEach((c) => c.close()); await srv?.stop(); });
 
 test('a connection that stops reading is closed once its queue is full, and its room is told', async () => {
@@ -32,10 +32,11 @@ test('a connection that stops reading is closed once its queue is full, and its 
   const data = 'x'.repeat(60 * 1024);
   // Bounded: 1,000 signals of 60 KiB (60 MB) is far more than loopback buffers hold. Each
   // is acked once queued for its target; the one its full queue cannot take is refused.
-  // Twenty at a time, so that a loaded machine fills the buffers in few round trips.
+  // Sixteen at a time, so that a loaded machine fills the buffers in few round trips; fewer
+  // than the sender's own queue of 32, which holds the sixteen acks.
   let refused;
-  for (let i = 0; i < 1000 && !gone && !refused; i += 20) {
-    const batch = Array.from({ length: 20 }, () => sender.ack('signal', { to: 'stuck', data }));
+  for (let i = 0; i < 1000 && !gone && !refused; i += 16) {
+    const batch = Array.from({ length: 16 }, () => sender.ack('signal', { to: 'stuck', data }));
     refused = (await Promise.all(batch)).find((a) => a.code);
   }
   assert.equal(refused?.code, 'peer_not_found', 'the signal the stuck client could not take is refused');
