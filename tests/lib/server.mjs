@@ -363,10 +363,29 @@ export class PollingSession {
   }
 }
 
-/** The value of a counter or gauge (without labels) in the server's /metrics. */
-export async function metric(url, name) {
-  const res = await request(url, '/metrics');
-  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(res.text);
-  if (!m) throw new Error(`metric ${name} missing`);
-  return Number(m[1]);
+/**
+ * Every sample of a Prometheus text page, keyed by its name with its labels as the server
+ * writes them (`signalroom_errors_total{code="not_in_room"}`).
+ */
+export function parseMetrics(text) {
+  const out = new Map();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)/.exec(line);
+    if (m) out.set(m[1], Number(m[2]));
+  }
+  return out;
+}
+
+/**
+ * One sample of the server's /metrics (`name` with its labels, if any, as written). A
+ * sample the server has not written yet is `missing` when given (a counter not yet
+ * incremented is 0), else an error.
+ */
+export async function metric(url, name, { missing } = {}) {
+  const res = await request(url, '/metrics', { headers: { connection: 'close' } });
+  const samples = parseMetrics(res.text);
+  if (samples.has(name)) return samples.get(name);
+  if (missing !== undefined) return missing;
+  throw new Error(`metric ${name} missing`);
 }

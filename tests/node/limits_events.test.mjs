@@ -4,7 +4,7 @@
 // 5 s is disconnected. The defaults never refuse a peer meshing with a full room.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, uniq, ids, request, withTimeout } from '../lib/server.mjs';
+import { startServer, connect, uniq, ids, request, withTimeout, metric } from '../lib/server.mjs';
 
 let srv;
 let defaults;
@@ -16,10 +16,8 @@ before(async () => {
 });
 after(async () => { clients.forEach((c) => c.close()); await srv?.stop(); await defaults?.stop(); });
 
-async function refusals(url, kind) {
-  const res = await request(url, '/metrics');
-  const m = new RegExp(`^signalroom_limit_refusals_total\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(res.text);
-  return m ? Number(m[1]) : 0;
+function refusals(url, kind) {
+  return metric(url, `signalroom_limit_refusals_total{kind="${kind}"}`, { missing: 0 });
 }
 
 const LIMITED = { error: 'Too many requests, slow down', code: 'rate_limited' };

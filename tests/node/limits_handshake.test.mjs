@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import http from 'node:http';
 import WebSocket from 'ws';
-import { startServer, connect, uniq, ids, request, withTimeout, TIMEOUT_MS } from '../lib/server.mjs';
+import { startServer, connect, uniq, ids, request, withTimeout, TIMEOUT_MS, metric } from '../lib/server.mjs';
 
 let srv;
 const clients = [];
@@ -27,10 +27,8 @@ function tcp() {
   return { sock, received, closed, opened };
 }
 
-async function refusals(kind) {
-  const res = await request(srv.url, '/metrics', { headers: { connection: 'close' } });
-  const m = new RegExp(`^signalroom_limit_refusals_total\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(res.text);
-  return m ? Number(m[1]) : 0;
+function refusals(kind) {
+  return metric(srv.url, `signalroom_limit_refusals_total{kind="${kind}"}`, { missing: 0 });
 }
 
 /** Polls `check` every 100 ms until it resolves truthy; fails after `ms`. Bounded. */

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { startServer, connect, uniq, request, postJson, once, rooms } from '../lib/server.mjs';
+import { startServer, connect, uniq, request, postJson, once, rooms, parseMetrics } from '../lib/server.mjs';
 
 let srv;
 const clients = [];
@@ -13,15 +13,6 @@ before(async () => { srv = await startServer([]); });
 after(async () => { clients.forEach((c) => c.close()); await srv?.stop(); });
 
 /** Parses Prometheus text into a map "name{labels}" -> number. */
-function parseMetrics(text) {
-  const out = new Map();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)/.exec(line);
-    if (m) out.set(m[1], Number(m[2]));
-  }
-  return out;
-}
 
 test('GET /healthz answers 200 {"status":"ok"}', async () => {
   const res = await request(srv.url, '/healthz');

@@ -3,7 +3,7 @@
 // room is told it left, and everyone else goes on.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, uniq, ids, RawSocket, request } from '../lib/server.mjs';
+import { startServer, connect, uniq, ids, RawSocket, metric } from '../lib/server.mjs';
 
 let srv;
 const clients = [];
@@ -43,9 +43,7 @@ test('a connection that stops reading is closed once its queue is full, and its 
   const update = await left;
   assert.deepEqual(ids(update.peers), ['sender']);
 
-  const metrics = await request(srv.url, '/metrics');
-  const full = /^signalroom_queue_full_total (\d+)/m.exec(metrics.text);
-  assert.ok(full && Number(full[1]) >= 1, 'the full queue is counted');
+  assert.ok(await metric(srv.url, 'signalroom_queue_full_total') >= 1, 'the full queue is counted');
 
   // The sender's own connection is unaffected.
   const answer = await sender.ack('get_peers', {});
