@@ -67,6 +67,12 @@ pub struct Config {
     #[arg(long, env = "SIGNALROOM_PING_INTERVAL", default_value_t = 25.0, value_parser = seconds)]
     pub ping_interval: f64,
 
+    /// Threads that run connections (tokio worker threads); default one per
+    /// CPU core. On a small machine shared with other work, fewer threads wake
+    /// each other less and use less CPU for the same traffic.
+    #[arg(long, env = "SIGNALROOM_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
+
     /// On SIGINT/SIGTERM, how long to wait for clients to be disconnected cleanly
     /// before exiting anyway (a client that stopped reading cannot take its close frame).
     #[arg(long, env = "SIGNALROOM_SHUTDOWN_TIMEOUT", default_value_t = 5.0, value_parser = seconds)]

@@ -14,8 +14,7 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -42,6 +41,19 @@ async fn main() -> anyhow::Result<()> {
             .error(clap::error::ErrorKind::ArgumentConflict, why)
             .exit();
     }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.worker_threads {
+        runtime.worker_threads(usize::from(n));
+    }
+    runtime
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(config))
+}
+
+/// Binds, prints the listening line and serves until SIGINT/SIGTERM.
+async fn run(config: Config) -> anyhow::Result<()> {
     // Listen for SIGINT/SIGTERM before the listening line: a supervisor (or a test)
     // that stops the server right after that line must not kill it unhandled.
     let shutdown = shutdown_signal();

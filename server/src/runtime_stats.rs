@@ -6,8 +6,8 @@
 
 use metrics::gauge;
 
-/// Sets `signalroom_jemalloc_allocated_bytes`, `signalroom_jemalloc_resident_bytes`
-/// and `signalroom_tokio_alive_tasks` to their current values.
+/// Sets `signalroom_jemalloc_allocated_bytes`, `signalroom_jemalloc_resident_bytes`,
+/// `signalroom_tokio_alive_tasks` and `signalroom_tokio_workers` to their current values.
 pub fn record() {
     // jemalloc's statistics are a snapshot refreshed by advancing its epoch.
     if tikv_jemalloc_ctl::epoch::advance().is_ok() {
@@ -19,6 +19,8 @@ pub fn record() {
         }
     }
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
-        gauge!("signalroom_tokio_alive_tasks").set(handle.metrics().num_alive_tasks() as f64);
+        let metrics = handle.metrics();
+        gauge!("signalroom_tokio_alive_tasks").set(metrics.num_alive_tasks() as f64);
+        gauge!("signalroom_tokio_workers").set(metrics.num_workers() as f64);
     }
 }

@@ -1,7 +1,7 @@
 //! The `signalroom` process as an operator runs it: start-up line, `--help`,
 //! bad flags, and a graceful shutdown that disconnects clients and exits 0.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -69,6 +69,7 @@ fn help_lists_every_flag() {
         "--ping-timeout",
         "--max-queued-packets",
         "--shutdown-timeout",
+        "--worker-threads",
         "--handshake-timeout",
         "--max-events-per-second",
         "--event-burst",
@@ -135,6 +136,8 @@ fn out_of_range_flag_values_exit_2_with_one_line_instead_of_panicking() {
         ["--ping-timeout", "1e20"],
         ["--shutdown-timeout", "1e30"],
         ["--max-queued-packets", "0"],
+        ["--worker-threads", "0"],
+        ["--worker-threads", "5000"],
         ["--webhook-url", "ftp://example.org/hook"],
         ["--webhook-url", "not a url"],
     ] {
@@ -174,6 +177,50 @@ fn port_env_is_honoured() {
     // PORT=0 means a random port, not the default 3001.
     assert!(line.starts_with("signalroom listening on http://127.0.0.1:"));
     assert!(!line.trim().ends_with(":3001"), "{line}");
+}
+
+/// `--worker-threads N` (and its variable) sizes the runtime: `/metrics`
+/// reports the workers it really has.
+#[test]
+fn worker_threads_sizes_the_runtime() {
+    for (args, env, want) in [
+        (vec!["--worker-threads", "3"], None, 3.0),
+        (vec![], Some("1"), 1.0),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_signalroom"));
+        cmd.args(["--host", "127.0.0.1", "--port", "0"])
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(n) = env {
+            cmd.env("SIGNALROOM_WORKER_THREADS", n);
+        }
+        let mut server = Server(cmd.spawn().expect("starts"));
+        let mut line = String::new();
+        BufReader::new(server.0.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("line");
+        let addr = line
+            .trim()
+            .strip_prefix("signalroom listening on http://")
+            .unwrap_or_else(|| panic!("unexpected start-up line {line:?}"))
+            .to_owned();
+        let mut stream = std::net::TcpStream::connect(&addr).expect("connects");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("sends");
+        let mut page = String::new();
+        stream.read_to_string(&mut page).expect("reads");
+        let workers = page
+            .lines()
+            .find_map(|l| l.strip_prefix("signalroom_tokio_workers "))
+            .unwrap_or_else(|| panic!("no signalroom_tokio_workers in {page}"));
+        assert_eq!(
+            workers.trim().parse::<f64>().ok(),
+            Some(want),
+            "{args:?} {env:?}"
+        );
+    }
 }
 
 #[tokio::test]
