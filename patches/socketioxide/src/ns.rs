@@ -173,16 +173,20 @@ impl<A: Adapter> Namespace<A> {
             ProtocolVersion::V5 => Some(self.parser.encode_default(&payload).unwrap()),
             ProtocolVersion::V4 => None,
         };
+        // PATCH(signalroom): connected before the CONNECT packet is queued. Upstream set
+        // the flag after it, so a client that answered the CONNECT at once (its events
+        // are handled in another task) could have its first reply refused by `emit`.
+        socket.set_connected(true);
         if let Err(_e) = socket.send(Packet::connect(self.path.clone(), payload)) {
             #[cfg(feature = "tracing")]
             tracing::debug!(%sid, "error sending connect packet: {_e}, closing conn");
 
+            socket.set_connected(false);
             self.remove_socket(sid);
             esocket.close(engineioxide::DisconnectReason::TransportError);
             return Err(ConnectFail);
         }
 
-        socket.set_connected(true);
         self.handler.call(socket, auth);
 
         Ok(())
