@@ -122,6 +122,10 @@ fn path_error(rejection: &PathRejection) -> Error {
     ))]
 async fn list_rooms(State(api): State<Api>, g: MaybeGrant) -> Result<Response, ApiError> {
     check(grant(&g), Grant::allows_listing).map_err(ApiError)?;
+    #[cfg(feature = "cluster")]
+    if let Some(cluster) = api.hub.cluster.get() {
+        return cluster.rooms().await.map(json_text).map_err(ApiError);
+    }
     let rooms = api.hub.lock().registry.rooms();
     Ok(Json(rooms).into_response())
 }
@@ -141,8 +145,22 @@ async fn get_room(
     Params(room_name): Params<String>,
 ) -> Result<Response, ApiError> {
     check(grant(&g), |g| g.allows_room(&room_name)).map_err(ApiError)?;
+    #[cfg(feature = "cluster")]
+    if let Some(cluster) = api.hub.cluster.get() {
+        return cluster
+            .room(&room_name)
+            .await
+            .map(json_text)
+            .map_err(ApiError);
+    }
     let room = api.hub.lock().registry.room(&room_name).map_err(ApiError)?;
     Ok(Json(room).into_response())
+}
+
+/// A JSON body already serialized (cluster listings, read from Redis as text).
+#[cfg(feature = "cluster")]
+fn json_text(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -194,6 +212,11 @@ async fn join_room(
             detail: e.to_string(),
         })
     })?;
+    // HTTP peers are not shared between nodes yet (docs/cluster.md).
+    #[cfg(feature = "cluster")]
+    if api.hub.cluster.get().is_some() {
+        return Err(ApiError(Error::Unavailable));
+    }
     let (result, closing) = {
         let mut inner = api.hub.lock();
         let (result, deliveries) =
@@ -227,6 +250,10 @@ async fn remove_peer(
     g: MaybeGrant,
     Params((room_name, peer_id)): Params<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    #[cfg(feature = "cluster")]
+    if api.hub.cluster.get().is_some() {
+        return Err(ApiError(Error::Unavailable));
+    }
     let closing = {
         let mut inner = api.hub.lock();
         let deliveries = inner

@@ -53,7 +53,7 @@ impl Node {
             json!({"node": id, "addr": addr.to_string(), "started_at": now().0}).to_string();
         tracing::warn!(
             node = %id,
-            "cluster mode is not complete: this node registers in Redis, but rooms are not shared between nodes yet"
+            "cluster mode is not complete (docs/cluster.md): rooms are shared, but a dead node's peers are not removed yet"
         );
         // Unhealthy until Redis has answered once.
         health.set_ok(false);
@@ -70,6 +70,11 @@ impl Node {
     /// The node's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The node's Redis handle.
+    pub fn redis(&self) -> &Redis {
+        &self.redis
     }
 
     /// Stops the heartbeat and removes the registration (best effort: if

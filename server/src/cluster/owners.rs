@@ -1,0 +1,252 @@
+//! The rooms this node owns: one task per room, running the core's [`Owner`].
+//!
+//! A command for a room arrives in this node's inbox because the `route`
+//! script found (or made) this node its owner. The first command for a room
+//! with no task here starts one, which reads the lease and the last snapshot
+//! from Redis: if the lease is this node's, it imports the snapshot (a room
+//! taken over, or re-created) and serves; otherwise it answers `moved` and the
+//! home node routes again. The task applies commands one at a time: the core
+//! decides the step, then one `commit` script writes the snapshot and listing
+//! and appends every node's batch to its inbox, fenced by the lease's token;
+//! nothing is told before that commit succeeds, and a commit that fails puts
+//! the room back as it was (the home node answers `unavailable`). The lease is
+//! renewed every second; a lease lost, a fenced commit or a deleted room ends
+//! the task, and the commands still queued for it are answered `moved`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use metrics::gauge;
+use signalroom_core::Config;
+use signalroom_core::cluster::ConnId;
+use signalroom_core::cluster::wire::{Batch, Command};
+use signalroom_core::cluster::{Commit, Owner};
+use signalroom_core::registry::RoomSnapshot;
+use tokio::sync::mpsc;
+
+use super::redis::Redis;
+use super::scripts::{self, Committed, Scripts, Write};
+use crate::hub::now;
+
+/// How often an owner renews its room's lease.
+pub const RENEW_EVERY: Duration = Duration::from_secs(1);
+
+/// The owned rooms' task inboxes.
+pub struct Owners {
+    node: String,
+    redis: Redis,
+    scripts: Arc<Scripts>,
+    config: Config,
+    /// Each room's task: its number (to tell a task from its successor) and inbox.
+    tasks: Mutex<HashMap<String, (u64, mpsc::UnboundedSender<Command>)>>,
+    next_task: std::sync::atomic::AtomicU64,
+}
+
+impl Owners {
+    /// No rooms owned yet.
+    pub fn new(node: String, redis: Redis, scripts: Arc<Scripts>, config: Config) -> Arc<Self> {
+        gauge!("signalroom_cluster_rooms_owned").set(0.0);
+        Arc::new(Self {
+            node,
+            redis,
+            scripts,
+            config,
+            tasks: Mutex::new(HashMap::new()),
+            next_task: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (u64, mpsc::UnboundedSender<Command>)>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands a command to its room's task, starting one if there is none.
+    pub fn dispatch(self: &Arc<Self>, command: Command) {
+        let mut tasks = self.lock();
+        let command = match tasks.get(&command.room) {
+            Some((_, tx)) => match tx.send(command) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(command)) => command,
+            },
+            None => command,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let room = command.room.clone();
+        if tx.send(command).is_err() {
+            return;
+        }
+        let id = self
+            .next_task
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tasks.insert(room.clone(), (id, tx));
+        tokio::spawn(self.clone().run(room, id, rx));
+    }
+
+    /// One room's task, from claiming to giving it up.
+    async fn run(self: Arc<Self>, room: String, id: u64, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let Some((token, mut owner)) = self.start(&room).await else {
+            self.give_up(&room, id, rx, 0).await;
+            return;
+        };
+        gauge!("signalroom_cluster_rooms_owned").increment(1.0);
+        tracing::debug!(%room, %token, "owning a room");
+        let mut renew = tokio::time::interval(RENEW_EVERY);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let epoch = epoch_of(&token);
+        loop {
+            tokio::select! {
+                command = rx.recv() => {
+                    let Some(command) = command else { break };
+                    if !self.step(&room, &token, &mut owner, command).await {
+                        break;
+                    }
+                }
+                _ = renew.tick() => {
+                    match self.scripts.renew(&self.redis, &room, &token).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(%room, "lost the lease of a room");
+                            break;
+                        }
+                        Err(e) => tracing::warn!(error = %e, %room, "cannot renew a room's lease"),
+                    }
+                }
+            }
+        }
+        gauge!("signalroom_cluster_rooms_owned").decrement(1.0);
+        self.give_up(&room, id, rx, epoch).await;
+    }
+
+    /// Reads the lease and the snapshot: the owner of `room` if the lease is ours.
+    async fn start(&self, room: &str) -> Option<(String, Owner)> {
+        let mut mget = redis::cmd("MGET");
+        mget.arg(scripts::owner_key(room))
+            .arg(scripts::snap_key(room));
+        let (lease, snap): (Option<String>, Option<String>) =
+            match self.redis.call("MGET lease", &mget).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, %room, "cannot read a room's lease");
+                    return None;
+                }
+            };
+        let token = lease?;
+        if token.rsplit_once(':').map(|(n, _)| n) != Some(self.node.as_str()) {
+            return None;
+        }
+        let snapshot = match snap.map(|s| serde_json::from_str::<RoomSnapshot<ConnId>>(&s)) {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, %room, "unreadable room snapshot; starting empty");
+                None
+            }
+        };
+        match Owner::new(room, epoch_of(&token), self.config.clone(), snapshot) {
+            Ok(owner) => Some((token, owner)),
+            Err(e) => {
+                tracing::error!(error = %e, %room, "room snapshot refused; starting empty");
+                let owner = Owner::new(room, epoch_of(&token), self.config.clone(), None).ok()?;
+                Some((token, owner))
+            }
+        }
+    }
+
+    /// Applies one command and commits it. `false` when the room is no longer ours.
+    async fn step(&self, room: &str, token: &str, owner: &mut Owner, command: Command) -> bool {
+        let step = owner.apply(command, now());
+        if step.batches.is_empty() && step.commit == Commit::Unchanged {
+            return true;
+        }
+        let mut batches = Vec::with_capacity(step.batches.len());
+        for (node, batch) in &step.batches {
+            match serde_json::to_string(batch) {
+                Ok(text) => batches.push((node.clone(), text)),
+                Err(e) => tracing::error!(error = %e, "cannot serialize a batch"),
+            }
+        }
+        let texts = match &step.commit {
+            Commit::Changed { snapshot, info } => {
+                match (serde_json::to_string(snapshot), serde_json::to_string(info)) {
+                    (Ok(s), Ok(i)) => Some((s, i)),
+                    _ => {
+                        tracing::error!(%room, "cannot serialize a room");
+                        owner.rollback(step.before);
+                        return true;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let write = match (&step.commit, &texts) {
+            (Commit::Changed { .. }, Some((snapshot, info))) => Write::Set { snapshot, info },
+            (Commit::Deleted, _) => Write::Delete,
+            _ => Write::Keep,
+        };
+        let deleted = step.commit == Commit::Deleted;
+        match self
+            .scripts
+            .commit(&self.redis, room, token, write, &batches)
+            .await
+        {
+            Ok(Committed::Ok) => !deleted,
+            Ok(Committed::Fenced) => {
+                tracing::warn!(%room, "fenced: the room has another owner");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %room, "commit failed; the room is unchanged");
+                owner.rollback(step.before);
+                true
+            }
+        }
+    }
+
+    /// Stops serving `room`: every command still queued is answered `moved`.
+    async fn give_up(
+        &self,
+        room: &str,
+        id: u64,
+        mut rx: mpsc::UnboundedReceiver<Command>,
+        epoch: u64,
+    ) {
+        {
+            let mut tasks = self.lock();
+            if tasks.get(room).is_some_and(|(task, _)| *task == id) {
+                tasks.remove(room);
+            }
+        }
+        rx.close();
+        while let Ok(command) = rx.try_recv() {
+            self.moved(&command, epoch).await;
+        }
+    }
+
+    /// Tells a command's home node to route it again.
+    async fn moved(&self, command: &Command, epoch: u64) {
+        let batch: Batch = Owner::moved(command, epoch);
+        let Ok(text) = serde_json::to_string(&batch) else {
+            return;
+        };
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(scripts::inbox_key(&command.home))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(scripts::INBOX_MAXLEN)
+            .arg("*")
+            .arg("b")
+            .arg(text);
+        if let Err(e) = self.redis.call::<String>("XADD moved", &xadd).await {
+            tracing::warn!(error = %e, "cannot answer moved");
+        }
+    }
+}
+
+/// The epoch in a lease token `"{node}:{epoch}"`.
+fn epoch_of(token: &str) -> u64 {
+    token
+        .rsplit_once(':')
+        .and_then(|(_, e)| e.parse().ok())
+        .unwrap_or(0)
+}

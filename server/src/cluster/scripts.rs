@@ -1,0 +1,177 @@
+//! The Lua scripts that fence room ownership, and the key names they use.
+//!
+//! Redis runs each script atomically, so a check and the writes it guards
+//! cannot interleave with another node's: **route** sends a command to its
+//! room's owner, claiming the room for the sender (a fresh fencing epoch from
+//! `sr:epoch`) when nobody owns it; **commit** writes a room's snapshot and
+//! listing and appends every node's batches to its inbox, only while the
+//! caller's token `"{node}:{epoch}"` is still the room's owner key, and all
+//! or nothing (a failed check writes nothing); **renew** extends a lease the
+//! caller still holds. None of them knows a room rule: those stay in the
+//! core's registry, run by the owner (`docs/cluster.md`, "Redis keys").
+
+use redis::Script;
+
+use super::redis::{Redis, RedisDown};
+
+/// How long a room's lease outlives its owner's last renewal, ms.
+pub const LEASE_MS: u64 = 5_000;
+/// The approximate length each inbox stream is trimmed to.
+pub const INBOX_MAXLEN: u64 = 100_000;
+
+/// The owner key (lease and fencing token) of a room.
+pub fn owner_key(room: &str) -> String {
+    format!("sr:owner:{room}")
+}
+
+/// The last committed snapshot of a room.
+pub fn snap_key(room: &str) -> String {
+    format!("sr:snap:{room}")
+}
+
+/// The listing of every room, what REST answers with.
+pub const ROOMS_KEY: &str = "sr:rooms";
+
+/// A node's inbox stream.
+pub fn inbox_key(node: &str) -> String {
+    format!("sr:in:{node}")
+}
+
+/// KEYS: owner key. ARGV: this node, lease ms, inbox maxlen, the command.
+/// Returns `{owner node, 1 if this call claimed the room}`.
+const ROUTE: &str = r"
+local owner = redis.call('GET', KEYS[1])
+local claimed = 0
+if not owner then
+  local epoch = redis.call('INCR', 'sr:epoch')
+  owner = ARGV[1] .. ':' .. epoch
+  redis.call('SET', KEYS[1], owner, 'PX', ARGV[2])
+  claimed = 1
+end
+local node = string.match(owner, '^(.*):%d+$')
+redis.call('XADD', 'sr:in:' .. node, 'MAXLEN', '~', ARGV[3], '*', 'c', ARGV[4])
+return {node, claimed}
+";
+
+/// KEYS: owner key, snapshot key, rooms hash. ARGV: token, mode (`keep`,
+/// `set`, `del`), room, snapshot, info, inbox maxlen, then (node, batch) pairs.
+const COMMIT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 'fenced'
+end
+if ARGV[2] == 'set' then
+  redis.call('SET', KEYS[2], ARGV[4])
+  redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
+elseif ARGV[2] == 'del' then
+  redis.call('DEL', KEYS[2])
+  redis.call('HDEL', KEYS[3], ARGV[3])
+  redis.call('DEL', KEYS[1])
+end
+for i = 7, #ARGV, 2 do
+  redis.call('XADD', 'sr:in:' .. ARGV[i], 'MAXLEN', '~', ARGV[6], '*', 'b', ARGV[i + 1])
+end
+return 'ok'
+";
+
+/// KEYS: owner key. ARGV: token, lease ms. Returns 1 if renewed, 0 if lost.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// What a commit writes besides the batches.
+pub enum Write<'a> {
+    /// Nothing (the room did not change).
+    Keep,
+    /// The room's snapshot and its listing, both JSON.
+    Set {
+        /// `RoomSnapshot` JSON.
+        snapshot: &'a str,
+        /// `RoomInfo` JSON.
+        info: &'a str,
+    },
+    /// The room is gone: snapshot, listing and lease removed.
+    Delete,
+}
+
+/// How a commit ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Committed {
+    /// Written, and the batches are in their inboxes.
+    Ok,
+    /// The room is not the caller's any more; nothing was written.
+    Fenced,
+}
+
+/// The three scripts, loaded once per node.
+pub struct Scripts {
+    route: Script,
+    commit: Script,
+    renew: Script,
+}
+
+impl Scripts {
+    /// Prepares the scripts (Redis loads them on first use).
+    pub fn new() -> Self {
+        Self {
+            route: Script::new(ROUTE),
+            commit: Script::new(COMMIT),
+            renew: Script::new(RENEW),
+        }
+    }
+
+    /// Sends `command` (JSON) to `room`'s owner, claiming the room for `node`
+    /// when nobody owns it. Returns the owner's node id.
+    pub async fn route(
+        &self,
+        redis: &Redis,
+        room: &str,
+        node: &str,
+        command: &str,
+    ) -> Result<String, RedisDown> {
+        let mut inv = self.route.key(owner_key(room));
+        inv.arg(node).arg(LEASE_MS).arg(INBOX_MAXLEN).arg(command);
+        let (owner, _claimed): (String, i64) = redis.invoke("route", &inv).await?;
+        Ok(owner)
+    }
+
+    /// Commits one step of `room` under `token`: `write`, then each
+    /// (node, batch JSON) appended to that node's inbox, in order.
+    pub async fn commit(
+        &self,
+        redis: &Redis,
+        room: &str,
+        token: &str,
+        write: Write<'_>,
+        batches: &[(String, String)],
+    ) -> Result<Committed, RedisDown> {
+        let mut inv = self.commit.key(owner_key(room));
+        inv.key(snap_key(room)).key(ROOMS_KEY).arg(token);
+        match write {
+            Write::Keep => inv.arg("keep").arg(room).arg("").arg(""),
+            Write::Set { snapshot, info } => inv.arg("set").arg(room).arg(snapshot).arg(info),
+            Write::Delete => inv.arg("del").arg(room).arg("").arg(""),
+        };
+        inv.arg(INBOX_MAXLEN);
+        for (node, batch) in batches {
+            inv.arg(node).arg(batch);
+        }
+        let answer: String = redis.invoke("commit", &inv).await?;
+        Ok(if answer == "ok" {
+            Committed::Ok
+        } else {
+            Committed::Fenced
+        })
+    }
+
+    /// Extends `room`'s lease if `token` still holds it; `false` if it is lost.
+    pub async fn renew(&self, redis: &Redis, room: &str, token: &str) -> Result<bool, RedisDown> {
+        let mut inv = self.renew.key(owner_key(room));
+        inv.arg(token).arg(LEASE_MS);
+        let renewed: i64 = redis.invoke("renew", &inv).await?;
+        Ok(renewed == 1)
+    }
+}
