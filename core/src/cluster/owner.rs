@@ -181,7 +181,8 @@ impl Owner {
                 self.registry.disconnect(&conn);
                 d
             }
-            CommandKind::HttpJoin { .. }
+            CommandKind::Takeover
+            | CommandKind::HttpJoin { .. }
             | CommandKind::HttpLeave { .. }
             | CommandKind::Restore { .. } => Vec::new(),
         };

@@ -88,6 +88,11 @@ impl Sockets {
         (sockets, rx)
     }
 
+    /// Where commands go to be routed, in order (also for the takeover sweep).
+    pub fn outbox(&self) -> mpsc::UnboundedSender<Command> {
+        self.outbox.clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

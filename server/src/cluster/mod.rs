@@ -9,11 +9,11 @@
 //! ([`node`]); the fencing scripts ([`scripts`]); the inbox reader ([`inbox`]);
 //! one task per owned room ([`owners`]); the home side that routes each local
 //! socket's requests and emits the owners' answers in version order
-//! ([`home`]); REST listings from `sr:rooms` ([`rest`]). What does not yet:
-//! removing a dead node's peers, taking over a dead owner's rooms before a
-//! command needs them, HTTP peers, access tokens and webhooks (refused at
-//! start-up), healing after Redis comes back empty (see "Building it" in the
-//! design).
+//! ([`home`]); REST listings from `sr:rooms` ([`rest`]); a dead node's peers
+//! removed by the owners of their rooms, and a dead owner's rooms taken over
+//! ([`owners`]). What does not yet: HTTP peers, access tokens and webhooks
+//! (refused at start-up), healing after Redis comes back empty, a clean
+//! hand-over on SIGTERM (see "Building it" in the design).
 
 mod home;
 mod inbox;
@@ -74,8 +74,14 @@ impl Cluster {
             tokio::spawn(home::send_commands(
                 node.id().to_owned(),
                 redis.clone(),
-                scripts,
+                scripts.clone(),
                 outbox,
+            )),
+            tokio::spawn(owners::sweep(
+                node.id().to_owned(),
+                redis.clone(),
+                scripts.clone(),
+                sockets.outbox(),
             )),
             tokio::spawn(inbox::read(
                 node.id().to_owned(),

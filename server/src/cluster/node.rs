@@ -53,7 +53,7 @@ impl Node {
             json!({"node": id, "addr": addr.to_string(), "started_at": now().0}).to_string();
         tracing::warn!(
             node = %id,
-            "cluster mode is not complete (docs/cluster.md): rooms are shared, but a dead node's peers are not removed yet"
+            "cluster mode is not complete (docs/cluster.md): rooms are shared, HTTP peers are not yet"
         );
         // Unhealthy until Redis has answered once.
         health.set_ok(false);

@@ -20,8 +20,9 @@ use std::time::Duration;
 use metrics::gauge;
 use signalroom_core::Config;
 use signalroom_core::cluster::ConnId;
+use signalroom_core::cluster::wire::CommandKind;
 use signalroom_core::cluster::wire::{Batch, Command};
-use signalroom_core::cluster::{Commit, Owner};
+use signalroom_core::cluster::{Commit, Owner, Step};
 use signalroom_core::registry::RoomSnapshot;
 use tokio::sync::mpsc;
 
@@ -109,7 +110,13 @@ impl Owners {
                             tracing::warn!(%room, "lost the lease of a room");
                             break;
                         }
-                        Err(e) => tracing::warn!(error = %e, %room, "cannot renew a room's lease"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, %room, "cannot renew a room's lease");
+                            continue;
+                        }
+                    }
+                    if !self.remove_dead(&room, &token, &mut owner).await {
+                        break;
                     }
                 }
             }
@@ -156,6 +163,48 @@ impl Owners {
     /// Applies one command and commits it. `false` when the room is no longer ours.
     async fn step(&self, room: &str, token: &str, owner: &mut Owner, command: Command) -> bool {
         let step = owner.apply(command, now());
+        self.commit(room, token, owner, step).await
+    }
+
+    /// Removes the members of nodes whose registration ran out (they died):
+    /// one version each, each node's removal its own commit. `false` when the
+    /// room is no longer ours.
+    async fn remove_dead(&self, room: &str, token: &str, owner: &mut Owner) -> bool {
+        let others: Vec<String> = owner
+            .member_nodes()
+            .into_iter()
+            .filter(|n| *n != self.node)
+            .collect();
+        if others.is_empty() {
+            return true;
+        }
+        let mut mget = redis::cmd("MGET");
+        for n in &others {
+            mget.arg(scripts::node_key(n));
+        }
+        let alive: Vec<Option<String>> = match self.redis.call("MGET nodes", &mget).await {
+            Ok(alive) => alive,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check which nodes are alive");
+                return true;
+            }
+        };
+        for (node, record) in others.iter().zip(alive) {
+            if record.is_some() {
+                continue;
+            }
+            tracing::warn!(%room, %node, "a node holding members died: removing its peers");
+            let step = owner.remove_node(node);
+            if !self.commit(room, token, owner, step).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Commits one step: what it writes and every node's batches, fenced by
+    /// `token`. `false` when the room is no longer ours.
+    async fn commit(&self, room: &str, token: &str, owner: &mut Owner, step: Step) -> bool {
         if step.batches.is_empty() && step.commit == Commit::Unchanged {
             return true;
         }
@@ -239,6 +288,49 @@ impl Owners {
             .arg(text);
         if let Err(e) = self.redis.call::<String>("XADD moved", &xadd).await {
             tracing::warn!(error = %e, "cannot answer moved");
+        }
+    }
+}
+
+/// How often a node looks for rooms whose owner died.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// The most orphaned rooms one sweep claims.
+const SWEEP_MAX: usize = 100;
+
+/// Every [`SWEEP_EVERY`], finds rooms whose owner died (their lease ran out,
+/// their snapshot is left) and sends each a `takeover` command through
+/// `outbox`: routing it claims the room for this node unless another node
+/// claimed it first; the new owner imports the snapshot and its first lease
+/// check removes the dead node's members.
+pub async fn sweep(
+    node: String,
+    redis: Redis,
+    scripts: Arc<Scripts>,
+    outbox: mpsc::UnboundedSender<Command>,
+) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let rooms = match scripts.orphans(&redis, SWEEP_MAX).await {
+            Ok(rooms) => rooms,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot look for orphaned rooms");
+                continue;
+            }
+        };
+        for room in rooms {
+            tracing::info!(%room, "taking over a room whose owner died");
+            let command = Command {
+                room,
+                home: node.clone(),
+                req: 0,
+                deadline: now().0 + super::home::COMMAND_TTL_MS,
+                kind: CommandKind::Takeover,
+            };
+            if outbox.send(command).is_err() {
+                return;
+            }
         }
     }
 }

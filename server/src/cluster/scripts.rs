@@ -7,7 +7,8 @@
 //! listing and appends every node's batches to its inbox, only while the
 //! caller's token `"{node}:{epoch}"` is still the room's owner key, and all
 //! or nothing (a failed check writes nothing); **renew** extends a lease the
-//! caller still holds. None of them knows a room rule: those stay in the
+//! caller still holds; **orphans** lists rooms whose lease ran out with
+//! nobody holding it (their owner died). None of them knows a room rule: those stay in the
 //! core's registry, run by the owner (`docs/cluster.md`, "Redis keys").
 
 use redis::Script;
@@ -29,15 +30,23 @@ pub fn snap_key(room: &str) -> String {
     format!("sr:snap:{room}")
 }
 
+// `sr:leases` (a sorted set: each owned room's lease expiry on Redis's clock,
+// ms), scanned for rooms whose owner died, is named in the scripts alone.
+
 /// The listing of every room, what REST answers with.
 pub const ROOMS_KEY: &str = "sr:rooms";
+
+/// A node's registration key.
+pub fn node_key(node: &str) -> String {
+    format!("sr:node:{node}")
+}
 
 /// A node's inbox stream.
 pub fn inbox_key(node: &str) -> String {
     format!("sr:in:{node}")
 }
 
-/// KEYS: owner key. ARGV: this node, lease ms, inbox maxlen, the command.
+/// KEYS: owner key. ARGV: this node, lease ms, inbox maxlen, the command, the room.
 /// Returns `{owner node, 1 if this call claimed the room}`.
 const ROUTE: &str = r"
 local owner = redis.call('GET', KEYS[1])
@@ -46,6 +55,8 @@ if not owner then
   local epoch = redis.call('INCR', 'sr:epoch')
   owner = ARGV[1] .. ':' .. epoch
   redis.call('SET', KEYS[1], owner, 'PX', ARGV[2])
+  local t = redis.call('TIME')
+  redis.call('ZADD', 'sr:leases', t[1] * 1000 + math.floor(t[2] / 1000) + ARGV[2], ARGV[5])
   claimed = 1
 end
 local node = string.match(owner, '^(.*):%d+$')
@@ -66,6 +77,7 @@ elseif ARGV[2] == 'del' then
   redis.call('DEL', KEYS[2])
   redis.call('HDEL', KEYS[3], ARGV[3])
   redis.call('DEL', KEYS[1])
+  redis.call('ZREM', 'sr:leases', ARGV[3])
 end
 for i = 7, #ARGV, 2 do
   redis.call('XADD', 'sr:in:' .. ARGV[i], 'MAXLEN', '~', ARGV[6], '*', 'b', ARGV[i + 1])
@@ -73,13 +85,35 @@ end
 return 'ok'
 ";
 
-/// KEYS: owner key. ARGV: token, lease ms. Returns 1 if renewed, 0 if lost.
+/// KEYS: owner key. ARGV: token, lease ms, room. Returns 1 if renewed, 0 if lost.
 const RENEW: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  local t = redis.call('TIME')
+  redis.call('ZADD', 'sr:leases', t[1] * 1000 + math.floor(t[2] / 1000) + ARGV[2], ARGV[3])
   return 1
 end
 return 0
+";
+
+/// No KEYS. ARGV: the most rooms to return. Returns the rooms whose lease ran
+/// out with nobody holding it and a snapshot left (their owner died);
+/// forgets leases of rooms with neither.
+const ORPHANS: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local due = redis.call('ZRANGEBYSCORE', 'sr:leases', '-inf', now, 'LIMIT', 0, ARGV[1])
+local out = {}
+for _, room in ipairs(due) do
+  if redis.call('EXISTS', 'sr:owner:' .. room) == 0 then
+    if redis.call('EXISTS', 'sr:snap:' .. room) == 1 then
+      table.insert(out, room)
+    else
+      redis.call('ZREM', 'sr:leases', room)
+    end
+  end
+end
+return out
 ";
 
 /// What a commit writes besides the batches.
@@ -111,6 +145,7 @@ pub struct Scripts {
     route: Script,
     commit: Script,
     renew: Script,
+    orphans: Script,
 }
 
 impl Scripts {
@@ -120,6 +155,7 @@ impl Scripts {
             route: Script::new(ROUTE),
             commit: Script::new(COMMIT),
             renew: Script::new(RENEW),
+            orphans: Script::new(ORPHANS),
         }
     }
 
@@ -133,7 +169,11 @@ impl Scripts {
         command: &str,
     ) -> Result<String, RedisDown> {
         let mut inv = self.route.key(owner_key(room));
-        inv.arg(node).arg(LEASE_MS).arg(INBOX_MAXLEN).arg(command);
+        inv.arg(node)
+            .arg(LEASE_MS)
+            .arg(INBOX_MAXLEN)
+            .arg(command)
+            .arg(room);
         let (owner, _claimed): (String, i64) = redis.invoke("route", &inv).await?;
         Ok(owner)
     }
@@ -170,8 +210,15 @@ impl Scripts {
     /// Extends `room`'s lease if `token` still holds it; `false` if it is lost.
     pub async fn renew(&self, redis: &Redis, room: &str, token: &str) -> Result<bool, RedisDown> {
         let mut inv = self.renew.key(owner_key(room));
-        inv.arg(token).arg(LEASE_MS);
+        inv.arg(token).arg(LEASE_MS).arg(room);
         let renewed: i64 = redis.invoke("renew", &inv).await?;
         Ok(renewed == 1)
+    }
+
+    /// Up to `max` rooms whose owner died (lease run out, snapshot left).
+    pub async fn orphans(&self, redis: &Redis, max: usize) -> Result<Vec<String>, RedisDown> {
+        let mut inv = self.orphans.prepare_invoke();
+        inv.arg(max);
+        redis.invoke("orphans", &inv).await
     }
 }
