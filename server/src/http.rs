@@ -163,6 +163,26 @@ fn json_text(text: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
+/// A room owner's answer to a forwarded REST request (cluster mode).
+#[cfg(feature = "cluster")]
+fn forwarded(status: u16, body: &serde_json::value::RawValue) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status == StatusCode::NO_CONTENT {
+        return status.into_response();
+    }
+    if let Ok(e) = serde_json::from_str::<ErrorCoded>(body.get()) {
+        metrics::error(e.code);
+    }
+    (status, json_text(body.get().to_owned())).into_response()
+}
+
+/// The code of an error body.
+#[cfg(feature = "cluster")]
+#[derive(serde::Deserialize)]
+struct ErrorCoded {
+    code: signalroom_core::ErrorCode,
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -212,10 +232,11 @@ async fn join_room(
             detail: e.to_string(),
         })
     })?;
-    // HTTP peers are not shared between nodes yet (docs/cluster.md).
     #[cfg(feature = "cluster")]
-    if api.hub.cluster.get().is_some() {
-        return Err(ApiError(Error::Unavailable));
+    if let Some(cluster) = api.hub.cluster.get() {
+        let kind = signalroom_core::cluster::wire::CommandKind::HttpJoin { body: value };
+        let (status, body) = cluster.http(room_name, kind).await.map_err(ApiError)?;
+        return Ok(forwarded(status, &body));
     }
     let (result, closing) = {
         let mut inner = api.hub.lock();
@@ -249,10 +270,12 @@ async fn remove_peer(
     State(api): State<Api>,
     g: MaybeGrant,
     Params((room_name, peer_id)): Params<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     #[cfg(feature = "cluster")]
-    if api.hub.cluster.get().is_some() {
-        return Err(ApiError(Error::Unavailable));
+    if let Some(cluster) = api.hub.cluster.get() {
+        let kind = signalroom_core::cluster::wire::CommandKind::HttpLeave { peer_id };
+        let (status, body) = cluster.http(room_name, kind).await.map_err(ApiError)?;
+        return Ok(forwarded(status, &body));
     }
     let closing = {
         let mut inner = api.hub.lock();
@@ -263,7 +286,7 @@ async fn remove_peer(
         inner.deliver(&deliveries)
     };
     closing.close();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Liveness; in cluster mode also whether Redis answers.

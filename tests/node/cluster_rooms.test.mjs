@@ -2,18 +2,22 @@
 // private Redis share rooms. Clients on every node see one room with identical lists and
 // versions in order; `signal` crosses nodes; capacity and peer_id uniqueness are decided
 // once for the whole cluster; leaves and disconnects reach members on other nodes; every
-// node lists the rooms identically over REST.
+// node lists the rooms identically over REST; HTTP peers join and leave through any node,
+// and their leases run out at the room's owner.
 //
 // The nodes are a build with `--features cluster`, given by env SIGNALROOM_CLUSTER_BIN
 // (`cargo xtask test` sets it); without it these tests are skipped.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, getJson, uniq, ids, request } from '../lib/server.mjs';
+import { startServer, connect, getJson, postJson, uniq, ids, request } from '../lib/server.mjs';
 import { startRedis } from '../lib/redis.mjs';
 
 const BIN = process.env.SIGNALROOM_CLUSTER_BIN;
 const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (a --features cluster build) is not set';
+
+/** The HTTP peers' lease, seconds. */
+const HTTP_TTL_S = 3;
 
 let redis;
 let nodes = [];
@@ -23,7 +27,7 @@ before(async () => {
   if (skip) return;
   redis = await startRedis();
   nodes = await Promise.all(['n1', 'n2', 'n3'].map((id) => startServer(
-    ['--redis-url', redis.url, '--node-id', id, '--max-peers', '4'],
+    ['--redis-url', redis.url, '--node-id', id, '--max-peers', '4', '--http-peer-ttl', String(HTTP_TTL_S)],
     { bin: BIN },
   )));
 });
@@ -170,4 +174,39 @@ test('every node lists the rooms identically over REST', { skip }, async () => {
   assert.deepEqual(one[2].json, info);
   const missing = await getJson(nodes[2].url, `/api/webrtc/rooms/${uniq('none')}`);
   assert.equal(missing.status, 404);
+});
+
+test('HTTP peers join and leave through any node; every member hears of it', { skip }, async () => {
+  const room = uniq('http');
+  const a = await on(0);
+  await a.join(room, 'a');
+  const joined = await postJson(nodes[2].url, `/api/webrtc/rooms/${room}/join`, { room_name: room, peer_id: 'h', username: 'H' });
+  assert.equal(joined.status, 200, joined.text);
+  assert.equal(joined.json.peer_id, 'h');
+  assert.deepEqual(ids((await a.next('peer_list_updated', (p) => p.version === 2)).peers), ['a', 'h']);
+  const listed = await getJson(nodes[1].url, `/api/webrtc/rooms/${room}`);
+  assert.deepEqual(ids(listed.body.peers), ['a', 'h']);
+  const taken = await postJson(nodes[1].url, `/api/webrtc/rooms/${room}/join`, { room_name: room, peer_id: 'a', username: 'x' });
+  assert.equal(taken.status, 409);
+  assert.equal(taken.json.code, 'peer_id_taken');
+  const removed = await request(nodes[1].url, `/api/webrtc/rooms/${room}/peers/h`, { method: 'DELETE' });
+  assert.equal(removed.status, 204);
+  const update = await a.next('peer_list_updated', (p) => p.version === 3);
+  assert.deepEqual(ids(update.peers), ['a']);
+  const again = await request(nodes[0].url, `/api/webrtc/rooms/${room}/peers/h`, { method: 'DELETE' });
+  assert.equal(again.status, 404);
+  assert.equal(again.json.code, 'peer_not_found');
+});
+
+test('an HTTP peer joined through one node expires at the room\'s owner', { skip }, async () => {
+  const room = uniq('lease');
+  const a = await on(1);
+  await a.join(room, 'a');
+  const joined = await postJson(nodes[0].url, `/api/webrtc/rooms/${room}/join`, { room_name: room, peer_id: 'h', username: 'H' });
+  assert.equal(joined.status, 200, joined.text);
+  await a.next('peer_list_updated', (p) => p.version === 2);
+  const expired = await a.next('peer_list_updated', (p) => p.version === 3, (HTTP_TTL_S + 3) * 1000);
+  assert.deepEqual(ids(expired.peers), ['a']);
+  const listed = await getJson(nodes[2].url, `/api/webrtc/rooms/${room}`);
+  assert.deepEqual(ids(listed.body.peers), ['a']);
 });

@@ -63,6 +63,14 @@ impl Step {
     }
 }
 
+/// The answer to the command a step applied.
+enum Answer {
+    /// To a socket on the command's home node.
+    Socket(String, Reply),
+    /// To a REST request on the command's home node: status and JSON body.
+    Http(u16, Box<RawValue>),
+}
+
 /// One owned room.
 #[derive(Debug)]
 pub struct Owner {
@@ -166,7 +174,7 @@ impl Owner {
                     .registry
                     .handle(&conn, event, payload.as_deref(), binary, now);
                 read = matches!(event, ClientEvent::GetPeers | ClientEvent::JoinRoom);
-                reply = o.reply.map(|r| (sid, r));
+                reply = o.reply.map(|r| Answer::Socket(sid, r));
                 if self.registry.membership(&conn).is_none() {
                     // Not a member (a refused join, a leave): nothing to keep open.
                     self.registry.disconnect(&conn);
@@ -181,14 +189,45 @@ impl Owner {
                 self.registry.disconnect(&conn);
                 d
             }
-            CommandKind::Takeover
-            | CommandKind::HttpJoin { .. }
-            | CommandKind::HttpLeave { .. }
-            | CommandKind::Restore { .. } => Vec::new(),
+            CommandKind::HttpJoin { body } => {
+                let (result, deliveries) = self.registry.http_join(&self.room, &body, now);
+                reply = Some(match result {
+                    Ok(joined) => http_answer(200, &joined),
+                    Err(r) => http_answer(r.error.http_status(), &r.error.body(None)),
+                });
+                deliveries
+            }
+            CommandKind::HttpLeave { peer_id } => {
+                match self.registry.http_leave(&self.room, &peer_id) {
+                    Ok(deliveries) => {
+                        reply = Some(http_answer(204, &serde_json::Value::Null));
+                        deliveries
+                    }
+                    Err(e) => {
+                        reply = Some(http_answer(e.http_status(), &e.body(None)));
+                        Vec::new()
+                    }
+                }
+            }
+            CommandKind::Takeover | CommandKind::Restore { .. } => Vec::new(),
         };
         self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
         self.step(command.req, &home, reply, read, deliveries, before, after)
+    }
+
+    /// When the next HTTP peer's lease runs out (ms, the wall clock).
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.registry.next_expiry()
+    }
+
+    /// Removes the HTTP peers whose lease ran out at or before `now`: one version each.
+    pub fn expire(&mut self, now: Timestamp) -> Step {
+        let before = self.registry.export_room(&self.room);
+        let deliveries = self.registry.expire(now);
+        self.registry.take_changes();
+        let after = self.registry.export_room(&self.room);
+        self.step(0, "", None, false, deliveries, before, after)
     }
 
     /// Drops every socket member held by `node` (it died): one version each.
@@ -205,7 +244,7 @@ impl Owner {
         &self,
         req: u64,
         home: &str,
-        reply: Option<(String, Reply)>,
+        reply: Option<Answer>,
         read: bool,
         deliveries: Vec<Delivery<ConnId>>,
         before: Option<RoomSnapshot<ConnId>>,
@@ -225,9 +264,10 @@ impl Owner {
                 Err(_) => Commit::Deleted,
             },
         };
-        let is_error = reply
-            .as_ref()
-            .is_some_and(|(_, r)| matches!(r.event.payload, Payload::Error(_)));
+        let is_error = match &reply {
+            Some(Answer::Socket(_, r)) => matches!(r.event.payload, Payload::Error(_)),
+            _ => true,
+        };
         // A deleted room has nobody left to order anything for.
         let slot = if after.is_none() {
             None
@@ -248,14 +288,17 @@ impl Owner {
         }
         let split = split_by_node(&deliveries);
         nodes.extend(split.keys().map(|n| (*n).to_owned()));
-        if reply.is_some() {
+        if matches!(reply, Some(Answer::Socket(..))) {
             nodes.push(home.to_owned());
         }
         nodes.sort_unstable();
         nodes.dedup();
         if !matches!(slot, Some(Slot::Change(_))) {
             // Not a change: only the nodes with something to hear.
-            nodes.retain(|n| split.contains_key(n.as_str()) || (reply.is_some() && n == home));
+            nodes.retain(|n| {
+                split.contains_key(n.as_str())
+                    || (matches!(reply, Some(Answer::Socket(..))) && n == home)
+            });
         }
         let mut batches = Vec::new();
         for node in nodes {
@@ -266,7 +309,7 @@ impl Owner {
             }
             let mut batch = self.batch(slot);
             if node == home
-                && let Some((sid, r)) = &reply
+                && let Some(Answer::Socket(sid, r)) = &reply
                 && let Some(payload) = encode(&r.event.payload)
             {
                 batch.reply = Some(BatchReply::Socket {
@@ -288,6 +331,13 @@ impl Owner {
             }
             batches.push((node, batch));
         }
+        // A REST answer is not ordered with the room's events: a batch of its
+        // own, outside the sequence (the home node may hold no member).
+        if let Some(Answer::Http(status, body)) = reply {
+            let mut batch = self.batch(None);
+            batch.reply = Some(BatchReply::Http { req, status, body });
+            batches.push((home.to_owned(), batch));
+        }
         Step {
             commit,
             batches,
@@ -304,6 +354,12 @@ impl Owner {
             events: Vec::new(),
         }
     }
+}
+
+/// A REST answer: its status and JSON body (`null` if the body cannot be written).
+fn http_answer(status: u16, body: &impl serde::Serialize) -> Answer {
+    // `Box<RawValue>`'s default is `null`.
+    Answer::Http(status, to_raw_value(body).unwrap_or_default())
 }
 
 fn encode(payload: &Payload) -> Option<Box<RawValue>> {

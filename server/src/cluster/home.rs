@@ -11,7 +11,8 @@
 //! is disconnected (its departure then reaches its room's owner). A request
 //! with no answer within [`ANSWER_TIMEOUT`] is answered `unavailable` here and
 //! the socket's next request may start. All of it runs under one lock, so the
-//! order decided is the order emitted.
+//! order decided is the order emitted. REST joins and removals of HTTP peers
+//! are sent to the room's owner the same way and wait for its answer.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,7 +26,7 @@ use signalroom_core::protocol::{Event, Payload};
 use signalroom_core::{ClientEvent, Config, Error, Reply};
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::{SendError, SocketError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::redis::Redis;
 use super::scripts::Scripts;
@@ -57,10 +58,18 @@ struct State {
     /// Each socket's acks, in the order of its events (answers come in that order).
     acks: HashMap<String, VecDeque<AckSender>>,
     inflight: HashMap<String, InFlight>,
+    /// REST requests made through this node, waiting for their owner's answer.
+    http: HashMap<u64, oneshot::Sender<(u16, Box<RawValue>)>>,
+    /// The last REST request's number (its own range, above the sockets').
+    last_http: u64,
 }
+
+/// Where REST request numbers start, far above the home side's own.
+const HTTP_REQ_BASE: u64 = 1 << 62;
 
 /// This node's sockets and the requests they have in flight.
 pub struct Sockets {
+    node: String,
     state: Mutex<State>,
     outbox: mpsc::UnboundedSender<Command>,
 }
@@ -80,8 +89,11 @@ impl Sockets {
             sockets: HashMap::new(),
             acks: HashMap::new(),
             inflight: HashMap::new(),
+            http: HashMap::new(),
+            last_http: HTTP_REQ_BASE,
         };
         let sockets = Arc::new(Self {
+            node: node.to_owned(),
             state: Mutex::new(state),
             outbox,
         });
@@ -95,6 +107,42 @@ impl Sockets {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A REST request for `room` (an HTTP peer's join or removal), sent to
+    /// the room's owner: its status and JSON body, or `unavailable` when no
+    /// answer came within [`ANSWER_TIMEOUT`].
+    pub async fn http(
+        &self,
+        room: String,
+        kind: CommandKind,
+    ) -> Result<(u16, Box<RawValue>), Error> {
+        let (tx, rx) = oneshot::channel();
+        let req = {
+            let mut st = self.lock();
+            st.last_http += 1;
+            let req = st.last_http;
+            st.http.insert(req, tx);
+            let command = Command {
+                room,
+                home: self.node.clone(),
+                req,
+                deadline: deadline(),
+                kind,
+            };
+            if self.outbox.send(command).is_err() {
+                tracing::error!("the command sender has stopped");
+            }
+            req
+        };
+        match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            _ => {
+                self.lock().http.remove(&req);
+                tracing::warn!(req, "no answer from the room's owner in time: unavailable");
+                Err(Error::Unavailable)
+            }
+        }
     }
 
     /// A socket connected.
@@ -236,7 +284,11 @@ impl Sockets {
                     }
                 }
                 Action::Emit { to, event, payload } => emit(st, &to, &event, &payload, &mut full),
-                Action::Http { .. } => {}
+                Action::Http { req, status, body } => {
+                    if let Some(tx) = st.http.remove(&req) {
+                        tx.send((status, body)).ok();
+                    }
+                }
             }
         }
         closing_of(st, full)

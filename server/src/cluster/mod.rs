@@ -11,9 +11,10 @@
 //! socket's requests and emits the owners' answers in version order
 //! ([`home`]); REST listings from `sr:rooms` ([`rest`]); a dead node's peers
 //! removed by the owners of their rooms, and a dead owner's rooms taken over
-//! ([`owners`]). What does not yet: HTTP peers, access tokens and webhooks
-//! (refused at start-up), healing after Redis comes back empty, a clean
-//! hand-over on SIGTERM (see "Building it" in the design).
+//! ([`owners`]); HTTP peers joined and removed through any node, their leases
+//! run by the owner. What does not yet: access tokens and webhooks (refused
+//! at start-up), healing after Redis comes back empty, a clean hand-over on
+//! SIGTERM (see "Building it" in the design).
 
 mod home;
 mod inbox;
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use metrics::counter;
 use serde_json::value::RawValue;
+use signalroom_core::cluster::wire::CommandKind;
 use signalroom_core::{ClientEvent, Config, Error};
 use socketioxide::extract::{AckSender, SocketRef};
 use tokio::task::JoinHandle;
@@ -123,6 +125,16 @@ impl Cluster {
     /// A socket closed.
     pub fn disconnect(&self, sid: &str) {
         self.sockets.disconnect(sid);
+    }
+
+    /// A REST join (`HttpJoin`) or removal (`HttpLeave`) of an HTTP peer of
+    /// `room`, answered by the room's owner: status and JSON body.
+    pub async fn http(
+        &self,
+        room: String,
+        kind: CommandKind,
+    ) -> Result<(u16, Box<RawValue>), Error> {
+        self.sockets.http(room, kind).await
     }
 
     /// `GET /api/webrtc/rooms` as JSON text.

@@ -10,8 +10,11 @@
 //! and appends every node's batch to its inbox, fenced by the lease's token;
 //! nothing is told before that commit succeeds, and a commit that fails puts
 //! the room back as it was (the home node answers `unavailable`). The lease is
-//! renewed every second; a lease lost, a fenced commit or a deleted room ends
-//! the task, and the commands still queued for it are answered `moved`.
+//! renewed every second, and with it the owner checks that the nodes holding
+//! members are alive and removes the members of dead ones; the HTTP peers'
+//! leases run out here too. A lease lost, a fenced commit or an empty room
+//! (let go in its last commit) ends the task, and the commands still queued
+//! for it are answered `moved`. [`sweep`] finds rooms whose owner died.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -96,7 +99,23 @@ impl Owners {
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let epoch = epoch_of(&token);
         loop {
+            let expiry = owner.next_expiry();
+            let expired = async {
+                match expiry {
+                    Some(at) => {
+                        let ms = at.0.saturating_sub(now().0);
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
+                () = expired => {
+                    let step = owner.expire(now());
+                    if !self.commit(&room, &token, &mut owner, step).await {
+                        break;
+                    }
+                }
                 command = rx.recv() => {
                     let Some(command) = command else { break };
                     if !self.step(&room, &token, &mut owner, command).await {
@@ -117,6 +136,17 @@ impl Owners {
                     }
                     if !self.remove_dead(&room, &token, &mut owner).await {
                         break;
+                    }
+                    if owner.is_empty() {
+                        // An empty room whose release failed: try again.
+                        let nothing = Step {
+                            commit: Commit::Unchanged,
+                            batches: Vec::new(),
+                            before: None,
+                        };
+                        if !self.commit(&room, &token, &mut owner, nothing).await {
+                            break;
+                        }
                     }
                 }
             }
@@ -203,9 +233,11 @@ impl Owners {
     }
 
     /// Commits one step: what it writes and every node's batches, fenced by
-    /// `token`. `false` when the room is no longer ours.
+    /// `token`. An empty room is let go (its snapshot, listing and lease
+    /// deleted), whatever the step. `false` when the room is no longer ours.
     async fn commit(&self, room: &str, token: &str, owner: &mut Owner, step: Step) -> bool {
-        if step.batches.is_empty() && step.commit == Commit::Unchanged {
+        let deleted = owner.is_empty();
+        if !deleted && step.batches.is_empty() && step.commit == Commit::Unchanged {
             return true;
         }
         let mut batches = Vec::with_capacity(step.batches.len());
@@ -229,11 +261,10 @@ impl Owners {
             _ => None,
         };
         let write = match (&step.commit, &texts) {
+            _ if deleted => Write::Delete,
             (Commit::Changed { .. }, Some((snapshot, info))) => Write::Set { snapshot, info },
-            (Commit::Deleted, _) => Write::Delete,
             _ => Write::Keep,
         };
-        let deleted = step.commit == Commit::Deleted;
         match self
             .scripts
             .commit(&self.redis, room, token, write, &batches)

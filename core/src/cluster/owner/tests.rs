@@ -251,3 +251,63 @@ fn a_dead_nodes_members_go_one_version_each() {
     let moved = Owner::moved(&join("n1", "a", "pa"), 7);
     assert!(matches!(moved.reply, Some(BatchReply::Moved { req: 1 })));
 }
+
+#[test]
+fn http_peers_join_and_leave_through_the_owner_and_expire_there() {
+    let mut o = owner();
+    let _ = o.apply(join("n1", "a", "pa"), T0);
+    let body = json!({"room_name": "r", "peer_id": "h", "username": "H"});
+    let step = o.apply(cmd("n2", 5, CommandKind::HttpJoin { body }), T0);
+    assert!(matches!(&step.commit, Commit::Changed { info, .. } if info.peer_count == 2));
+    // n1's member hears of it in order; n2 gets its REST answer outside the sequence.
+    assert_eq!(
+        shape(&step),
+        [
+            (
+                s("n1"),
+                Some(Slot::Change(2)),
+                None,
+                vec![(s("peer_list_updated"), vec![s("a")])]
+            ),
+            (s("n2"), None, Some(s("http")), vec![]),
+        ]
+    );
+    let Some(BatchReply::Http { req, status, body }) = &step.batches[1].1.reply else {
+        panic!("an http reply");
+    };
+    assert_eq!((*req, *status), (5, 200));
+    assert!(body.get().contains(r#""peer_id":"h""#), "{}", body.get());
+    let taken = json!({"room_name": "r", "peer_id": "pa", "username": "x"});
+    let step = o.apply(cmd("n2", 6, CommandKind::HttpJoin { body: taken }), T0);
+    assert!(matches!(
+        step.batches[0].1.reply,
+        Some(BatchReply::Http { status: 409, .. })
+    ));
+    let expiry = o.next_expiry().expect("a lease");
+    assert_eq!(expiry.0, T0.0 + Config::default().http_peer_ttl_ms);
+    assert!(o.expire(T0).batches.is_empty());
+    let expired = o.expire(expiry);
+    assert_eq!(
+        shape(&expired),
+        [(
+            s("n1"),
+            Some(Slot::Change(3)),
+            None,
+            vec![(s("peer_list_updated"), vec![s("a")])]
+        )]
+    );
+    let gone = o.apply(
+        cmd(
+            "n3",
+            7,
+            CommandKind::HttpLeave {
+                peer_id: "h".into(),
+            },
+        ),
+        T0,
+    );
+    assert!(matches!(
+        gone.batches[0].1.reply,
+        Some(BatchReply::Http { status: 404, .. })
+    ));
+}
