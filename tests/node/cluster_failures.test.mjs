@@ -1,6 +1,7 @@
 // Cluster mode when things fail (docs/cluster.md "Failures", the contract's "Cluster"):
 // a node killed with SIGKILL has its peers removed within 10 s, each its own version, told
-// to the members on other nodes, whether it held members or owned the room; while Redis
+// to the members on other nodes, whether it held members or owned the room; a node stopped
+// with SIGTERM leaves the same way and its rooms go on; while Redis
 // hangs, a join answers `unavailable` and changes nothing, and works again once Redis answers.
 //
 // Every test starts its own private Redis and nodes (some are killed). The nodes are a build
@@ -90,6 +91,34 @@ test('a killed owner\'s room is taken over: its peers leave within 10 s and the 
     assert.equal(joined.success.version, 5);
     assert.deepEqual(ids(joined.success.peers), ['b', 'c', 'e']);
     assert.equal((await c.next('peer_list_updated', (p) => p.version === 5)).total_peers, 3);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('nodes that stop (SIGTERM): their peers leave, the rooms go on elsewhere', { skip }, async () => {
+  const { nodes, on, cleanup } = await cluster(3);
+  try {
+    const room = uniq('term');
+    const a = await on(0); // n1 owns the room
+    const b = await on(1);
+    const c = await on(2);
+    await a.join(room, 'a');
+    await b.join(room, 'b');
+    await c.join(room, 'c');
+    await b.next('peer_list_updated', (p) => p.version === 3);
+    // A member's node stops: its client is disconnected and leaves.
+    const cGone = c.disconnectedEvent();
+    assert.deepEqual(await nodes[2].stop(), { code: 0, signal: null });
+    await cGone;
+    assert.deepEqual(ids((await b.next('peer_list_updated', (p) => p.version === 4, DEAD_NODE_MS)).peers), ['a', 'b']);
+    // The owner's node stops: another node takes the room over and a leaves.
+    assert.deepEqual(await nodes[0].stop(), { code: 0, signal: null });
+    assert.deepEqual(ids((await b.next('peer_list_updated', (p) => p.version === 5, DEAD_NODE_MS)).peers), ['b']);
+    const e = await on(1);
+    const joined = await e.join(room, 'e');
+    assert.equal(joined.success.version, 6);
+    assert.deepEqual(ids(joined.success.peers), ['b', 'e']);
   } finally {
     await cleanup();
   }

@@ -70,6 +70,8 @@ const HTTP_REQ_BASE: u64 = 1 << 62;
 /// This node's sockets and the requests they have in flight.
 pub struct Sockets {
     node: String,
+    /// Commands handed to the sender and not yet routed.
+    unsent: Arc<std::sync::atomic::AtomicUsize>,
     state: Mutex<State>,
     outbox: mpsc::UnboundedSender<Command>,
 }
@@ -94,6 +96,7 @@ impl Sockets {
         };
         let sockets = Arc::new(Self {
             node: node.to_owned(),
+            unsent: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             state: Mutex::new(state),
             outbox,
         });
@@ -103,6 +106,33 @@ impl Sockets {
     /// Where commands go to be routed, in order (also for the takeover sweep).
     pub fn outbox(&self) -> mpsc::UnboundedSender<Command> {
         self.outbox.clone()
+    }
+
+    /// How many commands of this node's sockets wait to be routed (shared with the sender).
+    pub fn unsent(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        self.unsent.clone()
+    }
+
+    /// Queues a command for the sender, counted until it is routed.
+    fn send(&self, command: Command) {
+        self.unsent
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.outbox.send(command).is_err() {
+            self.unsent
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            tracing::error!("the command sender has stopped");
+        }
+    }
+
+    /// Waits (at most `limit`) until every command of this node's sockets is
+    /// routed: a stopping node's departures reach their owners first.
+    pub async fn flush(&self, limit: Duration) {
+        let end = tokio::time::Instant::now() + limit;
+        while self.unsent.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < end
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -130,9 +160,7 @@ impl Sockets {
                 deadline: deadline(),
                 kind,
             };
-            if self.outbox.send(command).is_err() {
-                tracing::error!("the command sender has stopped");
-            }
+            self.send(command);
             req
         };
         match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
@@ -255,9 +283,7 @@ impl Sockets {
                             me.timed_out(&sid, req);
                         });
                     }
-                    if self.outbox.send(command).is_err() {
-                        tracing::error!("the command sender has stopped");
-                    }
+                    self.send(command);
                 }
                 Action::Answer { sid, reply } => answer_local(st, &sid, &reply, &mut full),
                 Action::Reply {
@@ -381,21 +407,35 @@ pub async fn send_commands(
     redis: Redis,
     scripts: Arc<Scripts>,
     mut rx: mpsc::UnboundedReceiver<Command>,
+    unsent: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     while let Some(command) = rx.recv().await {
-        let text = match serde_json::to_string(&command) {
-            Ok(text) => text,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot serialize a command");
-                continue;
-            }
-        };
-        match scripts.route(&redis, &command.room, &node, &text).await {
-            Ok(owner) if owner != node => {
-                counter!("signalroom_cluster_commands_forwarded_total").increment(1);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, room = %command.room, "cannot route a command"),
+        route(&node, &redis, &scripts, &command).await;
+        // The sweep's commands are not counted: never below zero.
+        unsent
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .ok();
+    }
+}
+
+/// Routes one command to its room's owner (claiming the room if nobody owns it).
+async fn route(node: &str, redis: &Redis, scripts: &Scripts, command: &Command) {
+    let text = match serde_json::to_string(command) {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize a command");
+            return;
         }
+    };
+    match scripts.route(redis, &command.room, node, &text).await {
+        Ok(owner) if owner != node => {
+            counter!("signalroom_cluster_commands_forwarded_total").increment(1);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, room = %command.room, "cannot route a command"),
     }
 }

@@ -41,11 +41,15 @@ use home::Sockets;
 use owners::Owners;
 use scripts::Scripts;
 
+/// The longest each step of leaving the cluster may take.
+const STOP_STEP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A node of a cluster: its registration, its sockets, the rooms it owns.
 pub struct Cluster {
     node: Arc<Node>,
     redis: redis::Redis,
     sockets: Arc<Sockets>,
+    owners: Arc<Owners>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -78,6 +82,7 @@ impl Cluster {
                 redis.clone(),
                 scripts.clone(),
                 outbox,
+                sockets.unsent(),
             )),
             tokio::spawn(owners::sweep(
                 node.id().to_owned(),
@@ -88,7 +93,7 @@ impl Cluster {
             tokio::spawn(inbox::read(
                 node.id().to_owned(),
                 inbox_redis,
-                owners,
+                owners.clone(),
                 sockets.clone(),
             )),
         ];
@@ -96,6 +101,7 @@ impl Cluster {
             node,
             redis,
             sockets,
+            owners,
             tasks: Mutex::new(tasks),
         }))
     }
@@ -147,8 +153,14 @@ impl Cluster {
         rest::room(&self.redis, name).await
     }
 
-    /// Stops reading and routing, and removes the node's registration.
+    /// Leaves the cluster: routes the departures of this node's sockets
+    /// (they are closed by now), gives up the leases of the rooms it owns
+    /// (the other nodes take them over within a second and remove whatever
+    /// members of this node remain, as for a dead node), stops reading and
+    /// routing, and removes the node's registration.
     pub async fn stop(&self) {
+        self.sockets.flush(STOP_STEP).await;
+        self.owners.stop(STOP_STEP).await;
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for task in tasks {
             task.abort();

@@ -27,7 +27,7 @@ use signalroom_core::cluster::wire::CommandKind;
 use signalroom_core::cluster::wire::{Batch, Command};
 use signalroom_core::cluster::{Commit, Owner, Step};
 use signalroom_core::registry::RoomSnapshot;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::redis::Redis;
 use super::scripts::{self, Committed, Scripts, Write};
@@ -45,6 +45,8 @@ pub struct Owners {
     /// Each room's task: its number (to tell a task from its successor) and inbox.
     tasks: Mutex<HashMap<String, (u64, mpsc::UnboundedSender<Command>)>>,
     next_task: std::sync::atomic::AtomicU64,
+    /// Set when the node stops: every task gives its lease up and ends.
+    stopping: watch::Sender<bool>,
 }
 
 impl Owners {
@@ -58,6 +60,7 @@ impl Owners {
             config,
             tasks: Mutex::new(HashMap::new()),
             next_task: std::sync::atomic::AtomicU64::new(1),
+            stopping: watch::channel(false).0,
         })
     }
 
@@ -65,8 +68,22 @@ impl Owners {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The node is stopping: every owned room's lease is given up (the other
+    /// nodes' sweeps take the rooms over within a second). Waits at most
+    /// `limit` for the tasks to end.
+    pub async fn stop(&self, limit: Duration) {
+        self.stopping.send_replace(true);
+        let end = tokio::time::Instant::now() + limit;
+        while !self.lock().is_empty() && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Hands a command to its room's task, starting one if there is none.
     pub fn dispatch(self: &Arc<Self>, command: Command) {
+        if *self.stopping.borrow() {
+            return;
+        }
         let mut tasks = self.lock();
         let command = match tasks.get(&command.room) {
             Some((_, tx)) => match tx.send(command) {
@@ -89,6 +106,11 @@ impl Owners {
 
     /// One room's task, from claiming to giving it up.
     async fn run(self: Arc<Self>, room: String, id: u64, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let mut stopping = self.stopping.subscribe();
+        // A stop that came before the subscription counts too.
+        if *stopping.borrow() {
+            stopping.mark_changed();
+        }
         let Some((token, mut owner)) = self.start(&room).await else {
             self.give_up(&room, id, rx, 0).await;
             return;
@@ -110,6 +132,12 @@ impl Owners {
                 }
             };
             tokio::select! {
+                Ok(()) = stopping.changed() => {
+                    if let Err(e) = self.scripts.release(&self.redis, &room, &token).await {
+                        tracing::warn!(error = %e, %room, "cannot release a room's lease");
+                    }
+                    break;
+                }
                 () = expired => {
                     let step = owner.expire(now());
                     if !self.commit(&room, &token, &mut owner, step).await {

@@ -7,8 +7,9 @@
 //! listing and appends every node's batches to its inbox, only while the
 //! caller's token `"{node}:{epoch}"` is still the room's owner key, and all
 //! or nothing (a failed check writes nothing); **renew** extends a lease the
-//! caller still holds; **orphans** lists rooms whose lease ran out with
-//! nobody holding it (their owner died). None of them knows a room rule: those stay in the
+//! caller still holds, and **release** gives it up (a node stopping);
+//! **orphans** lists rooms whose lease ran out with nobody holding it (their
+//! owner died or stopped). None of them knows a room rule: those stay in the
 //! core's registry, run by the owner (`docs/cluster.md`, "Redis keys").
 
 use redis::Script;
@@ -96,6 +97,17 @@ end
 return 0
 ";
 
+/// KEYS: owner key. ARGV: token, room. Gives the lease up if `token` still
+/// holds it, and marks the room due at once for the other nodes' sweeps.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZADD', 'sr:leases', 0, ARGV[2])
+  return 1
+end
+return 0
+";
+
 /// No KEYS. ARGV: the most rooms to return. Returns the rooms whose lease ran
 /// out with nobody holding it and a snapshot left (their owner died);
 /// forgets leases of rooms with neither.
@@ -146,6 +158,7 @@ pub struct Scripts {
     commit: Script,
     renew: Script,
     orphans: Script,
+    release: Script,
 }
 
 impl Scripts {
@@ -156,6 +169,7 @@ impl Scripts {
             commit: Script::new(COMMIT),
             renew: Script::new(RENEW),
             orphans: Script::new(ORPHANS),
+            release: Script::new(RELEASE),
         }
     }
 
@@ -213,6 +227,13 @@ impl Scripts {
         inv.arg(token).arg(LEASE_MS).arg(room);
         let renewed: i64 = redis.invoke("renew", &inv).await?;
         Ok(renewed == 1)
+    }
+
+    /// Gives `room`'s lease up (a node stopping) if `token` still holds it.
+    pub async fn release(&self, redis: &Redis, room: &str, token: &str) -> Result<(), RedisDown> {
+        let mut inv = self.release.key(owner_key(room));
+        inv.arg(token).arg(room);
+        redis.invoke::<i64>("release", &inv).await.map(|_| ())
     }
 
     /// Up to `max` rooms whose owner died (lease run out, snapshot left).
