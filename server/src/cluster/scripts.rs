@@ -18,8 +18,12 @@ use super::redis::{Redis, RedisDown};
 
 /// How long a room's lease outlives its owner's last renewal, ms.
 pub const LEASE_MS: u64 = 5_000;
-/// The approximate length each inbox stream is trimmed to.
-pub const INBOX_MAXLEN: u64 = 100_000;
+/// The approximate length each inbox stream is trimmed to. A batch carries
+/// whole peer lists (about 10 KB for 100 peers), so this bounds an inbox that
+/// nobody reads at about 100 MB; a live reader is never that far behind.
+pub const INBOX_MAXLEN: u64 = 10_000;
+/// How long an inbox outlives its last message: a dead node's goes away.
+pub const INBOX_TTL_MS: u64 = 60_000;
 
 /// The owner key (lease and fencing token) of a room.
 pub fn owner_key(room: &str) -> String {
@@ -47,7 +51,8 @@ pub fn inbox_key(node: &str) -> String {
     format!("sr:in:{node}")
 }
 
-/// KEYS: owner key. ARGV: this node, lease ms, inbox maxlen, the command, the room.
+/// KEYS: owner key. ARGV: this node, lease ms, inbox maxlen, the command, the
+/// room, inbox ttl ms.
 /// Returns `{owner node, 1 if this call claimed the room}`.
 const ROUTE: &str = r"
 local owner = redis.call('GET', KEYS[1])
@@ -62,11 +67,13 @@ if not owner then
 end
 local node = string.match(owner, '^(.*):%d+$')
 redis.call('XADD', 'sr:in:' .. node, 'MAXLEN', '~', ARGV[3], '*', 'c', ARGV[4])
+redis.call('PEXPIRE', 'sr:in:' .. node, ARGV[6])
 return {node, claimed}
 ";
 
 /// KEYS: owner key, snapshot key, rooms hash. ARGV: token, mode (`keep`,
-/// `set`, `del`), room, snapshot, info, inbox maxlen, then (node, batch) pairs.
+/// `set`, `del`), room, snapshot, info, inbox maxlen, inbox ttl ms, then
+/// (node, batch) pairs.
 const COMMIT: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 'fenced'
@@ -80,8 +87,9 @@ elseif ARGV[2] == 'del' then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', 'sr:leases', ARGV[3])
 end
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   redis.call('XADD', 'sr:in:' .. ARGV[i], 'MAXLEN', '~', ARGV[6], '*', 'b', ARGV[i + 1])
+  redis.call('PEXPIRE', 'sr:in:' .. ARGV[i], ARGV[7])
 end
 return 'ok'
 ";
@@ -187,7 +195,8 @@ impl Scripts {
             .arg(LEASE_MS)
             .arg(INBOX_MAXLEN)
             .arg(command)
-            .arg(room);
+            .arg(room)
+            .arg(INBOX_TTL_MS);
         let (owner, _claimed): (String, i64) = redis.invoke("route", &inv).await?;
         Ok(owner)
     }
@@ -209,7 +218,7 @@ impl Scripts {
             Write::Set { snapshot, info } => inv.arg("set").arg(room).arg(snapshot).arg(info),
             Write::Delete => inv.arg("del").arg(room).arg("").arg(""),
         };
-        inv.arg(INBOX_MAXLEN);
+        inv.arg(INBOX_MAXLEN).arg(INBOX_TTL_MS);
         for (node, batch) in batches {
             inv.arg(node).arg(batch);
         }
