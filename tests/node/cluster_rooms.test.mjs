@@ -98,6 +98,47 @@ test('concurrent joins from every node: each member gets every version once, in 
   assert.equal(reply.room_name, room);
 });
 
+test('while every node churns, full and delta observers get every version once, in order', { skip }, async () => {
+  const room = uniq('churn');
+  const full1 = await on(0);
+  const delta = await on(1);
+  const full3 = await on(2);
+  await full1.join(room, 'o1');
+  await delta.join(room, 'o2', 'o2', { updates: 'delta' });
+  await full3.join(room, 'o3');
+  await full1.next('peer_list_updated', (p) => p.version === 3);
+  await delta.next('peer_joined', (p) => p.version === 3);
+  full1.drain('peer_list_updated');
+  // One place is left (--max-peers 4): churners on every node race for it.
+  const churners = await Promise.all([on(0), on(1), on(2), on(0), on(1), on(2)]);
+  await Promise.all(churners.map(async (c, i) => {
+    for (let k = 0; k < 4; k += 1) {
+      const r = await c.ack('join_room', { room_name: room, peer_id: `c${i}`, username: `c${i}` });
+      if (r.code === undefined) await c.ack('leave_room', {});
+      else assert.equal(r.code, 'room_full');
+    }
+  }));
+  await full1.ack('get_peers', {});
+  const final = await full1.next('peer_list');
+  assert.deepEqual(ids(final.peers), ['o1', 'o2', 'o3']);
+  const seen = async (c, events, first) => {
+    const versions = [first];
+    while (versions.at(-1) < final.version) {
+      const e = await c.nextAny(events, (p) => p.room_name === room);
+      versions.push(e.payload.version);
+    }
+    return versions;
+  };
+  const sequences = await Promise.all([
+    seen(full1, ['peer_list_updated'], 3),
+    seen(delta, ['peer_joined', 'peer_left'], 3),
+    seen(full3, ['peer_list_updated'], 3),
+  ]);
+  for (const v of sequences) {
+    assert.deepEqual(v, [...Array(final.version - 2).keys()].map((k) => k + 3));
+  }
+});
+
 test('two nodes racing for one peer_id: exactly one wins', { skip }, async () => {
   for (let round = 0; round < 3; round += 1) {
     const room = uniq('taken');
