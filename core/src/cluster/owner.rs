@@ -111,6 +111,19 @@ impl Owner {
             .map_or(0, |s| s.version)
     }
 
+    /// The room's snapshot and listing, to write again where they were lost
+    /// (Redis restarted empty); `None` when the room does not exist.
+    pub fn state(&self) -> Option<(RoomSnapshot<ConnId>, RoomInfo)> {
+        let snapshot = self.registry.export_room(&self.room)?;
+        let info = self.registry.room(&self.room).ok()?;
+        Some((snapshot, info))
+    }
+
+    /// The fencing epoch changed (the room was claimed again).
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
     /// Whether the room has no member (it does not exist).
     pub fn is_empty(&self) -> bool {
         self.registry.room_count() == 0

@@ -111,7 +111,7 @@ impl Owners {
         if *stopping.borrow() {
             stopping.mark_changed();
         }
-        let Some((token, mut owner)) = self.start(&room).await else {
+        let Some((mut token, mut owner)) = self.start(&room).await else {
             self.give_up(&room, id, rx, 0).await;
             return;
         };
@@ -119,7 +119,9 @@ impl Owners {
         tracing::debug!(%room, %token, "owning a room");
         let mut renew = tokio::time::interval(RENEW_EVERY);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let epoch = epoch_of(&token);
+        // After Redis lost its data, nodes need a heartbeat to register
+        // again: no member is judged dead before then.
+        let mut trust_liveness_after = tokio::time::Instant::now();
         loop {
             let expiry = owner.next_expiry();
             let expired = async {
@@ -153,16 +155,27 @@ impl Owners {
                 _ = renew.tick() => {
                     match self.scripts.renew(&self.redis, &room, &token).await {
                         Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(%room, "lost the lease of a room");
-                            break;
-                        }
+                        Ok(false) => match self.reclaim(&room, &token, &mut owner).await {
+                            Some(again) if again == token => continue,
+                            Some(again) => {
+                                tracing::warn!(%room, token = %again, "Redis lost this room: claimed and written again");
+                                token = again;
+                                trust_liveness_after = tokio::time::Instant::now() + super::node::NODE_TTL;
+                                continue;
+                            }
+                            None => {
+                                tracing::warn!(%room, "lost the lease of a room");
+                                break;
+                            }
+                        },
                         Err(e) => {
                             tracing::warn!(error = %e, %room, "cannot renew a room's lease");
                             continue;
                         }
                     }
-                    if !self.remove_dead(&room, &token, &mut owner).await {
+                    if tokio::time::Instant::now() >= trust_liveness_after
+                        && !self.remove_dead(&room, &token, &mut owner).await
+                    {
                         break;
                     }
                     if owner.is_empty() {
@@ -180,7 +193,32 @@ impl Owners {
             }
         }
         gauge!("signalroom_cluster_rooms_owned").decrement(1.0);
-        self.give_up(&room, id, rx, epoch).await;
+        self.give_up(&room, id, rx, epoch_of(&token)).await;
+    }
+
+    /// The lease is not ours any more: if nobody holds it (Redis restarted
+    /// empty), claims the room again and writes its state back. The new
+    /// token; the old one if Redis did not answer (tried again on the next
+    /// tick); `None` if another node holds the room.
+    async fn reclaim(&self, room: &str, token: &str, owner: &mut Owner) -> Option<String> {
+        let (snapshot, info) = owner.state()?;
+        let snapshot = serde_json::to_string(&snapshot).ok()?;
+        let info = serde_json::to_string(&info).ok()?;
+        match self
+            .scripts
+            .reclaim(&self.redis, room, &self.node, &snapshot, &info)
+            .await
+        {
+            Ok(Some(token)) => {
+                owner.set_epoch(epoch_of(&token));
+                Some(token)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, %room, "cannot claim a room again");
+                Some(token.to_owned())
+            }
+        }
     }
 
     /// Reads the lease and the snapshot: the owner of `room` if the lease is ours.

@@ -7,7 +7,8 @@
 //! listing and appends every node's batches to its inbox, only while the
 //! caller's token `"{node}:{epoch}"` is still the room's owner key, and all
 //! or nothing (a failed check writes nothing); **renew** extends a lease the
-//! caller still holds, and **release** gives it up (a node stopping);
+//! caller still holds, **reclaim** takes it again with the room's state
+//! when Redis lost it, and **release** gives it up (a node stopping);
 //! **orphans** lists rooms whose lease ran out with nobody holding it (their
 //! owner died or stopped). None of them knows a room rule: those stay in the
 //! core's registry, run by the owner (`docs/cluster.md`, "Redis keys").
@@ -116,6 +117,23 @@ end
 return 0
 ";
 
+/// KEYS: owner key, snapshot key, rooms hash. ARGV: this node, lease ms,
+/// room, snapshot, info. When nobody holds the room (Redis lost its data),
+/// claims it under a new epoch and writes its snapshot and listing again;
+/// returns the new epoch, or 0 if someone holds it.
+const RECLAIM: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+local epoch = redis.call('INCR', 'sr:epoch')
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
+local t = redis.call('TIME')
+redis.call('ZADD', 'sr:leases', t[1] * 1000 + math.floor(t[2] / 1000) + ARGV[2], ARGV[3])
+return epoch
+";
+
 /// No KEYS. ARGV: the most rooms to return. Returns the rooms whose lease ran
 /// out with nobody holding it and a snapshot left (their owner died);
 /// forgets leases of rooms with neither.
@@ -167,6 +185,7 @@ pub struct Scripts {
     renew: Script,
     orphans: Script,
     release: Script,
+    reclaim: Script,
 }
 
 impl Scripts {
@@ -178,6 +197,7 @@ impl Scripts {
             renew: Script::new(RENEW),
             orphans: Script::new(ORPHANS),
             release: Script::new(RELEASE),
+            reclaim: Script::new(RECLAIM),
         }
     }
 
@@ -236,6 +256,29 @@ impl Scripts {
         inv.arg(token).arg(LEASE_MS).arg(room);
         let renewed: i64 = redis.invoke("renew", &inv).await?;
         Ok(renewed == 1)
+    }
+
+    /// Claims `room` again for `node` if nobody holds it (Redis restarted
+    /// empty), writing its snapshot and listing back. The new token, or
+    /// `None` if another node holds the room.
+    pub async fn reclaim(
+        &self,
+        redis: &Redis,
+        room: &str,
+        node: &str,
+        snapshot: &str,
+        info: &str,
+    ) -> Result<Option<String>, RedisDown> {
+        let mut inv = self.reclaim.key(owner_key(room));
+        inv.key(snap_key(room))
+            .key(ROOMS_KEY)
+            .arg(node)
+            .arg(LEASE_MS)
+            .arg(room)
+            .arg(snapshot)
+            .arg(info);
+        let epoch: u64 = redis.invoke("reclaim", &inv).await?;
+        Ok((epoch > 0).then(|| format!("{node}:{epoch}")))
     }
 
     /// Gives `room`'s lease up (a node stopping) if `token` still holds it.

@@ -231,6 +231,11 @@ fn a_late_command_is_not_applied_and_a_failed_commit_rolls_back() {
     assert!(o.is_empty());
     let again = o.apply(join("n1", "a", "pa"), T0);
     assert!(matches!(&again.commit, Commit::Changed { info, .. } if info.version == 1));
+    let (snapshot, info) = o.state().expect("the room exists");
+    assert_eq!((snapshot.version, info.peer_count), (1, 1));
+    o.set_epoch(8);
+    let step = o.apply(event("n1", "a", 2, "get_peers", json!({})), T0);
+    assert_eq!(step.batches[0].1.epoch, 8);
 }
 
 #[test]
