@@ -186,3 +186,47 @@ test('Redis restarted empty: the rooms are listed again within 10 s and go on', 
     await cleanup();
   }
 });
+
+test('Redis restarted empty: no node claims a room before its owner writes it back', { skip }, async () => {
+  const { redis, nodes, on, cleanup } = await cluster(2);
+  try {
+    const room = uniq('early');
+    const a = await on(0); // n1 owns the room
+    const b = await on(1);
+    await a.join(room, 'a');
+    await b.join(room, 'b');
+    await a.next('peer_list_updated', (p) => p.version === 2);
+    // The owner cannot write the room back while it is stopped.
+    nodes[0].proc.kill('SIGSTOP');
+    let reply;
+    try {
+      await redis.restart();
+      // n2 is back on the empty Redis (it registers and reads the new sr:boot in one beat).
+      await withTimeout((async () => {
+        while (await redis.command('EXISTS', 'sr:node:n2') !== 1) {
+          await new Promise((resolve) => { setTimeout(resolve, 50); });
+        }
+      })(), 5000, 'n2 registered again');
+      const c = await on(1);
+      reply = await c.ack('join_room', { room_name: room, peer_id: 'c', username: 'c' });
+      assert.equal(await redis.command('GET', `sr:owner:${room}`), null, 'n2 claimed the room');
+    } finally {
+      nodes[0].proc.kill('SIGCONT');
+    }
+    // Not an empty copy of the room: refused while Redis heals.
+    assert.equal(reply.code, 'unavailable', JSON.stringify(reply));
+    // The owner writes the room back (awaited: nothing announces it) and it goes on.
+    await withTimeout((async () => {
+      while (await redis.command('EXISTS', `sr:owner:${room}`) !== 1) {
+        await new Promise((resolve) => { setTimeout(resolve, 50); });
+      }
+    })(), 5000, 'n1 claimed its room again');
+    const d = await on(1);
+    const joined = await d.join(room, 'd');
+    assert.deepEqual(ids(joined.success.peers), ['a', 'b', 'd']);
+    assert.equal(joined.success.version, 3);
+    assert.equal((await a.next('peer_list_updated', (p) => p.version === 3)).total_peers, 3);
+  } finally {
+    await cleanup();
+  }
+});

@@ -28,6 +28,7 @@ use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
 
+use super::node::Boot;
 use super::redis::Redis;
 use super::scripts::Scripts;
 use crate::hub::{encode, now};
@@ -408,9 +409,10 @@ pub async fn send_commands(
     scripts: Arc<Scripts>,
     mut rx: mpsc::UnboundedReceiver<Command>,
     unsent: Arc<std::sync::atomic::AtomicUsize>,
+    boot: Arc<Boot>,
 ) {
     while let Some(command) = rx.recv().await {
-        route(&node, &redis, &scripts, &command).await;
+        route(&node, &redis, &scripts, &command, &boot).await;
         // The sweep's commands are not counted: never below zero.
         unsent
             .fetch_update(
@@ -422,8 +424,16 @@ pub async fn send_commands(
     }
 }
 
-/// Routes one command to its room's owner (claiming the room if nobody owns it).
-async fn route(node: &str, redis: &Redis, scripts: &Scripts, command: &Command) {
+/// How long the sender waits before routing again a command that no node
+/// owns and this node may not claim yet, ms.
+const CLAIM_RETRY_MS: u64 = 100;
+
+/// Routes one command to its room's owner (claiming the room if nobody owns
+/// it). While this node may not claim rooms (Redis lost its data moments
+/// ago), a command for a room nobody owns is tried again until its deadline,
+/// by when the room's owner has written it back (or it is dropped, and its
+/// request answered `unavailable`).
+async fn route(node: &str, redis: &Redis, scripts: &Scripts, command: &Command, boot: &Boot) {
     let text = match serde_json::to_string(command) {
         Ok(text) => text,
         Err(e) => {
@@ -431,11 +441,29 @@ async fn route(node: &str, redis: &Redis, scripts: &Scripts, command: &Command) 
             return;
         }
     };
-    match scripts.route(redis, &command.room, node, &text).await {
-        Ok(owner) if owner != node => {
-            counter!("signalroom_cluster_commands_forwarded_total").increment(1);
+    loop {
+        let trusted = boot.trusted();
+        match scripts
+            .route(redis, &command.room, node, &text, trusted.as_deref())
+            .await
+        {
+            Ok(Some(owner)) => {
+                if owner != node {
+                    counter!("signalroom_cluster_commands_forwarded_total").increment(1);
+                }
+                return;
+            }
+            Ok(None) if now().0 + CLAIM_RETRY_MS <= command.deadline => {
+                tokio::time::sleep(Duration::from_millis(CLAIM_RETRY_MS)).await;
+            }
+            Ok(None) => {
+                tracing::warn!(room = %command.room, "no owner and no claim yet: a command dropped");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, room = %command.room, "cannot route a command");
+                return;
+            }
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, room = %command.room, "cannot route a command"),
     }
 }

@@ -83,6 +83,7 @@ impl Cluster {
                 scripts.clone(),
                 outbox,
                 sockets.unsent(),
+                node.boot(),
             )),
             tokio::spawn(owners::sweep(
                 node.id().to_owned(),

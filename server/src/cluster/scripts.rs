@@ -53,12 +53,17 @@ pub fn inbox_key(node: &str) -> String {
 }
 
 /// KEYS: owner key. ARGV: this node, lease ms, inbox maxlen, the command, the
-/// room, inbox ttl ms.
-/// Returns `{owner node, 1 if this call claimed the room}`.
+/// room, inbox ttl ms, the `sr:boot` id this node may claim rooms under.
+/// Returns `{owner node, 1 if this call claimed the room}`, or `{'', 0}` when
+/// nobody owns the room and this node may not claim it (Redis lost its data
+/// moments ago, or this node has not read `sr:boot` yet): nothing was sent.
 const ROUTE: &str = r"
 local owner = redis.call('GET', KEYS[1])
 local claimed = 0
 if not owner then
+  if redis.call('GET', 'sr:boot') ~= ARGV[7] then
+    return {'', 0}
+  end
   local epoch = redis.call('INCR', 'sr:epoch')
   owner = ARGV[1] .. ':' .. epoch
   redis.call('SET', KEYS[1], owner, 'PX', ARGV[2])
@@ -202,23 +207,27 @@ impl Scripts {
     }
 
     /// Sends `command` (JSON) to `room`'s owner, claiming the room for `node`
-    /// when nobody owns it. Returns the owner's node id.
+    /// when nobody owns it and `boot` (the `sr:boot` id this node trusts) is
+    /// current. Returns the owner's node id, or `None` when nothing was sent
+    /// (nobody owns the room and this node may not claim it now).
     pub async fn route(
         &self,
         redis: &Redis,
         room: &str,
         node: &str,
         command: &str,
-    ) -> Result<String, RedisDown> {
+        boot: Option<&str>,
+    ) -> Result<Option<String>, RedisDown> {
         let mut inv = self.route.key(owner_key(room));
         inv.arg(node)
             .arg(LEASE_MS)
             .arg(INBOX_MAXLEN)
             .arg(command)
             .arg(room)
-            .arg(INBOX_TTL_MS);
+            .arg(INBOX_TTL_MS)
+            .arg(boot.unwrap_or(""));
         let (owner, _claimed): (String, i64) = redis.invoke("route", &inv).await?;
-        Ok(owner)
+        Ok(Some(owner).filter(|o| !o.is_empty()))
     }
 
     /// Commits one step of `room` under `token`: `write`, then each
