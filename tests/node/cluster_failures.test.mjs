@@ -2,7 +2,8 @@
 // a node killed with SIGKILL has its peers removed within 10 s, each its own version, told
 // to the members on other nodes, whether it held members or owned the room; a node stopped
 // with SIGTERM leaves the same way and its rooms go on; after Redis restarts empty the
-// owners write their rooms back; while Redis
+// owners write their rooms back and a departure that could not be sent meanwhile is applied;
+// while Redis
 // hangs, a join answers `unavailable` and changes nothing, and works again once Redis answers.
 //
 // Every test starts its own private Redis and nodes (some are killed). The nodes are a build
@@ -226,6 +227,31 @@ test('Redis restarted empty: no node claims a room before its owner writes it ba
     assert.deepEqual(ids(joined.success.peers), ['a', 'b', 'd']);
     assert.equal(joined.success.version, 3);
     assert.equal((await a.next('peer_list_updated', (p) => p.version === 3)).total_peers, 3);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a disconnect while Redis is down is applied when it returns', { skip }, async () => {
+  const { redis, nodes, on, cleanup } = await cluster(2);
+  try {
+    const room = uniq('gone');
+    const a = await on(0); // n1 owns the room
+    const b = await on(1);
+    await a.join(room, 'a');
+    await b.join(room, 'b');
+    await a.next('peer_list_updated', (p) => p.version === 2);
+    await redis.kill();
+    b.close();
+    // n2 has tried to send b's departure and failed (its log says so).
+    await withTimeout((async () => {
+      while (!nodes[1].output.join('').includes('cannot route a departure yet')) {
+        await new Promise((resolve) => { setTimeout(resolve, 50); });
+      }
+    })(), 5000, 'n2 tried to route the departure');
+    await redis.restart();
+    const update = await a.next('peer_list_updated', (p) => p.version === 3, DEAD_NODE_MS);
+    assert.deepEqual(ids(update.peers), ['a']);
   } finally {
     await cleanup();
   }

@@ -11,8 +11,8 @@
 //! resequencer never waits for a version that was not meant for it; a command
 //! that moves the room by several versions (a rejoin under another peer id,
 //! a dead node's members) sends empty batches for the versions in between and
-//! every event in the last one. A command past its deadline is not applied
-//! (its home node has answered `unavailable`). If the commit fails, the
+//! every event in the last one. A request past its deadline is not applied
+//! (its home node has answered `unavailable`); a departure always is. If the commit fails, the
 //! adapter puts the room back with [`Owner::rollback`].
 
 use std::collections::BTreeMap;
@@ -165,7 +165,15 @@ impl Owner {
     /// Applies one command at `now` (ms, the deadline's clock).
     pub fn apply(&mut self, command: Command, now: Timestamp) -> Step {
         let before = self.registry.export_room(&self.room);
-        if command.deadline < now.0 {
+        // A request past its deadline was answered `unavailable` at home; a
+        // departure cannot be refused, so it is applied however late.
+        let answered = matches!(
+            command.kind,
+            CommandKind::Event { .. }
+                | CommandKind::HttpJoin { .. }
+                | CommandKind::HttpLeave { .. }
+        );
+        if answered && command.deadline < now.0 {
             return Step::nothing(before);
         }
         let home = command.home.clone();

@@ -432,7 +432,8 @@ const CLAIM_RETRY_MS: u64 = 100;
 /// it). While this node may not claim rooms (Redis lost its data moments
 /// ago), a command for a room nobody owns is tried again until its deadline,
 /// by when the room's owner has written it back (or it is dropped, and its
-/// request answered `unavailable`).
+/// request answered `unavailable`). A departure is tried again until it is
+/// routed, whatever fails.
 async fn route(node: &str, redis: &Redis, scripts: &Scripts, command: &Command, boot: &Boot) {
     let text = match serde_json::to_string(command) {
         Ok(text) => text,
@@ -453,12 +454,18 @@ async fn route(node: &str, redis: &Redis, scripts: &Scripts, command: &Command, 
                 }
                 return;
             }
-            Ok(None) if now().0 + CLAIM_RETRY_MS <= command.deadline => {
+            Ok(None) if is_departure(command) || now().0 + CLAIM_RETRY_MS <= command.deadline => {
                 tokio::time::sleep(Duration::from_millis(CLAIM_RETRY_MS)).await;
             }
             Ok(None) => {
                 tracing::warn!(room = %command.room, "no owner and no claim yet: a command dropped");
                 return;
+            }
+            Err(e) if is_departure(command) => {
+                // A departure cannot be refused or answered `unavailable`: it
+                // waits for Redis (everything else fails meanwhile anyway).
+                tracing::warn!(error = %e, room = %command.room, "cannot route a departure yet");
+                tokio::time::sleep(Duration::from_millis(DEPARTURE_RETRY_MS)).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, room = %command.room, "cannot route a command");
@@ -466,4 +473,15 @@ async fn route(node: &str, redis: &Redis, scripts: &Scripts, command: &Command, 
             }
         }
     }
+}
+
+/// How long the sender waits before routing a departure again, ms.
+const DEPARTURE_RETRY_MS: u64 = 200;
+
+/// A socket's departure from a room (disconnected, or moved to another room).
+pub fn is_departure(command: &Command) -> bool {
+    matches!(
+        command.kind,
+        CommandKind::Disconnect { .. } | CommandKind::MovedOut { .. }
+    )
 }

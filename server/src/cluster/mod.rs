@@ -66,13 +66,14 @@ impl Cluster {
         let node = Node::start(url, id, addr, health)?;
         let redis = node.redis().clone();
         let scripts = Arc::new(Scripts::new());
+        let (sockets, outbox) = Sockets::new(node.id(), config.clone());
         let owners = Owners::new(
             node.id().to_owned(),
             redis.clone(),
             scripts.clone(),
-            config.clone(),
+            config,
+            sockets.outbox(),
         );
-        let (sockets, outbox) = Sockets::new(node.id(), config);
         // A blocking XREAD holds its connection: the inbox gets its own.
         let inbox_redis = redis::Redis::open(url)?;
         counter!("signalroom_cluster_commands_forwarded_total").absolute(0);

@@ -42,6 +42,8 @@ pub struct Owners {
     redis: Redis,
     scripts: Arc<Scripts>,
     config: Config,
+    /// Where commands go to be routed again (the home side's sender).
+    outbox: mpsc::UnboundedSender<Command>,
     /// Each room's task: its number (to tell a task from its successor) and inbox.
     tasks: Mutex<HashMap<String, (u64, mpsc::UnboundedSender<Command>)>>,
     next_task: std::sync::atomic::AtomicU64,
@@ -51,13 +53,20 @@ pub struct Owners {
 
 impl Owners {
     /// No rooms owned yet.
-    pub fn new(node: String, redis: Redis, scripts: Arc<Scripts>, config: Config) -> Arc<Self> {
+    pub fn new(
+        node: String,
+        redis: Redis,
+        scripts: Arc<Scripts>,
+        config: Config,
+        outbox: mpsc::UnboundedSender<Command>,
+    ) -> Arc<Self> {
         gauge!("signalroom_cluster_rooms_owned").set(0.0);
         Arc::new(Self {
             node,
             redis,
             scripts,
             config,
+            outbox,
             tasks: Mutex::new(HashMap::new()),
             next_task: std::sync::atomic::AtomicU64::new(1),
             stopping: watch::channel(false).0,
@@ -349,7 +358,8 @@ impl Owners {
         }
     }
 
-    /// Stops serving `room`: every command still queued is answered `moved`.
+    /// Stops serving `room`: every request still queued is answered `moved`
+    /// (its home node routes it again), every departure routed again from here.
     async fn give_up(
         &self,
         room: &str,
@@ -364,8 +374,14 @@ impl Owners {
             }
         }
         rx.close();
+        let stopping = *self.stopping.borrow();
         while let Ok(command) = rx.try_recv() {
-            self.moved(&command, epoch).await;
+            if super::home::is_departure(&command) && !stopping {
+                // Nobody waits for an answer to a departure: route it again here.
+                self.outbox.send(command).ok();
+            } else {
+                self.moved(&command, epoch).await;
+            }
         }
     }
 

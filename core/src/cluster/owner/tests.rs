@@ -221,7 +221,7 @@ fn the_last_departure_deletes_the_room_and_disconnects_leave_quietly() {
 }
 
 #[test]
-fn a_late_command_is_not_applied_and_a_failed_commit_rolls_back() {
+fn a_late_request_is_dropped_a_late_departure_applied_a_failed_commit_rolled_back() {
     let mut o = owner();
     let late = o.apply(join("n1", "a", "pa"), Timestamp(T0.0 + 1_501));
     assert!(late.batches.is_empty());
@@ -229,6 +229,13 @@ fn a_late_command_is_not_applied_and_a_failed_commit_rolls_back() {
     let step = o.apply(join("n1", "a", "pa"), T0);
     o.rollback(step.before);
     assert!(o.is_empty());
+    let again = o.apply(join("n1", "a", "pa"), T0);
+    assert!(matches!(&again.commit, Commit::Changed { info, .. } if info.version == 1));
+    // A departure is applied however late: it cannot be refused.
+    let mut gone = cmd("n1", 3, CommandKind::Disconnect { sid: "a".into() });
+    gone.deadline = T0.0;
+    let step = o.apply(gone, Timestamp(T0.0 + 60_000));
+    assert_eq!(step.commit, Commit::Deleted);
     let again = o.apply(join("n1", "a", "pa"), T0);
     assert!(matches!(&again.commit, Commit::Changed { info, .. } if info.version == 1));
     let (snapshot, info) = o.state().expect("the room exists");
