@@ -215,6 +215,15 @@ test('every node lists the rooms identically over REST', { skip }, async () => {
   assert.deepEqual(one[2].json, info);
   const missing = await getJson(nodes[2].url, `/api/webrtc/rooms/${uniq('none')}`);
   assert.equal(missing.status, 404);
+  // n1 owns the room (a joined first, through it); n2 forwarded b's join to it.
+  const metric = async (node, name) => {
+    const text = (await request(node.url, '/metrics')).text;
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    assert.ok(line, `${name} in /metrics`);
+    return Number(line.split(' ')[1]);
+  };
+  assert.ok(await metric(nodes[0], 'signalroom_cluster_rooms_owned') >= 1);
+  assert.ok(await metric(nodes[1], 'signalroom_cluster_commands_forwarded_total') >= 1);
 });
 
 test('HTTP peers join and leave through any node; every member hears of it', { skip }, async () => {
