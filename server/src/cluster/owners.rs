@@ -33,6 +33,9 @@ use super::redis::Redis;
 use super::scripts::{self, Committed, Scripts, Write};
 use crate::hub::now;
 
+/// How long an owner waits before expiring HTTP peers again after a failed commit.
+const EXPIRY_RETRY: Duration = Duration::from_millis(200);
+
 /// How often an owner renews its room's lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(1);
 
@@ -153,6 +156,10 @@ impl Owners {
                     let step = owner.expire(now());
                     if !self.commit(&room, &token, &mut owner, step).await {
                         break;
+                    }
+                    if owner.next_expiry().is_some_and(|at| at <= now()) {
+                        // The commit failed and put the leases back: not in a tight loop.
+                        tokio::time::sleep(EXPIRY_RETRY).await;
                     }
                 }
                 command = rx.recv() => {
