@@ -197,6 +197,27 @@ test('leave and disconnect reach members on other nodes', { skip }, async () => 
   assert.deepEqual(c.pending().filter((e) => e === 'peer_list_updated'), []);
 });
 
+test('a member joining a room owned by another node leaves its old room there', { skip }, async () => {
+  const [roomA, roomB] = [uniq('moveA'), uniq('moveB')];
+  const x = await on(0);
+  const y = await on(1);
+  const o = await on(2);
+  await x.join(roomA, 'x'); // n1 owns A
+  await y.join(roomB, 'y'); // n2 owns B
+  await o.join(roomA, 'o');
+  await x.next('peer_list_updated', (p) => p.room_name === roomA && p.version === 2);
+  const moved = await x.join(roomB, 'x');
+  assert.deepEqual(ids(moved.success.peers), ['y', 'x']);
+  const left = await o.next('peer_list_updated', (p) => p.version === 3);
+  assert.deepEqual(ids(left.peers), ['o']);
+  // x hears nothing more of A.
+  await o.ack('leave_room', {});
+  await x.barrier();
+  assert.deepEqual(x.drain('peer_list_updated').filter((e) => e.payload.room_name === roomA), []);
+  const a = await getJson(nodes[2].url, `/api/webrtc/rooms/${roomA}`);
+  assert.equal(a.status, 404);
+});
+
 test('every node lists the rooms identically over REST', { skip }, async () => {
   const room = uniq('rest');
   const [a, b] = await Promise.all([on(0), on(1)]);
