@@ -47,6 +47,8 @@ pub enum ErrorCode {
     ServerFull,
     /// The client's address holds as many connections as it may.
     TooManyConnections,
+    /// A cluster node cannot reach what the request needs (Redis, the room's owner).
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -71,11 +73,12 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::ServerFull => "server_full",
             Self::TooManyConnections => "too_many_connections",
+            Self::Unavailable => "unavailable",
         }
     }
 
     /// Every code, for metrics that list them all.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::InvalidPayload,
         Self::MissingFields,
         Self::InvalidField,
@@ -94,6 +97,7 @@ impl ErrorCode {
         Self::RateLimited,
         Self::ServerFull,
         Self::TooManyConnections,
+        Self::Unavailable,
     ];
 }
 
@@ -242,6 +246,9 @@ pub enum Error {
     /// A new connection from an address at `--max-connections-per-ip`.
     #[error("Too many connections from your address")]
     TooManyConnections,
+    /// In a cluster: Redis or the room's owner did not answer in time; nothing changed.
+    #[error("Service unavailable, try again")]
+    Unavailable,
 }
 
 impl Error {
@@ -273,6 +280,7 @@ impl Error {
             Self::RateLimited => ErrorCode::RateLimited,
             Self::ServerFull => ErrorCode::ServerFull,
             Self::TooManyConnections => ErrorCode::TooManyConnections,
+            Self::Unavailable => ErrorCode::Unavailable,
         }
     }
 
@@ -286,7 +294,7 @@ impl Error {
             ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::RateLimited => 429,
-            ErrorCode::ServerFull | ErrorCode::TooManyConnections => 503,
+            ErrorCode::ServerFull | ErrorCode::TooManyConnections | ErrorCode::Unavailable => 503,
             _ => 400,
         }
     }
@@ -385,6 +393,17 @@ mod tests {
         assert_eq!(Error::RateLimited.http_status(), 429);
         assert_eq!(Error::ServerFull.http_status(), 503);
         assert_eq!(Error::TooManyConnections.http_status(), 503);
+    }
+
+    #[test]
+    fn unavailable_is_a_503_with_the_contract_text() {
+        let e = Error::Unavailable;
+        assert_eq!(e.to_string(), "Service unavailable, try again");
+        assert_eq!(e.code().as_str(), "unavailable");
+        assert_eq!(e.http_status(), 503);
+        let json = serde_json::to_value(e.body(Some("r"))).expect("serializes");
+        assert_eq!(json["code"], "unavailable");
+        assert_eq!(json["room_name"], "r");
     }
 
     #[test]

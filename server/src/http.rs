@@ -122,6 +122,10 @@ fn path_error(rejection: &PathRejection) -> Error {
     ))]
 async fn list_rooms(State(api): State<Api>, g: MaybeGrant) -> Result<Response, ApiError> {
     check(grant(&g), Grant::allows_listing).map_err(ApiError)?;
+    #[cfg(feature = "cluster")]
+    if let Some(cluster) = api.hub.cluster.get() {
+        return cluster.rooms().await.map(json_text).map_err(ApiError);
+    }
     let rooms = api.hub.lock().registry.rooms();
     Ok(Json(rooms).into_response())
 }
@@ -141,8 +145,42 @@ async fn get_room(
     Params(room_name): Params<String>,
 ) -> Result<Response, ApiError> {
     check(grant(&g), |g| g.allows_room(&room_name)).map_err(ApiError)?;
+    #[cfg(feature = "cluster")]
+    if let Some(cluster) = api.hub.cluster.get() {
+        return cluster
+            .room(&room_name)
+            .await
+            .map(json_text)
+            .map_err(ApiError);
+    }
     let room = api.hub.lock().registry.room(&room_name).map_err(ApiError)?;
     Ok(Json(room).into_response())
+}
+
+/// A JSON body already serialized (cluster listings, read from Redis as text).
+#[cfg(feature = "cluster")]
+fn json_text(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+/// A room owner's answer to a forwarded REST request (cluster mode).
+#[cfg(feature = "cluster")]
+fn forwarded(status: u16, body: &serde_json::value::RawValue) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status == StatusCode::NO_CONTENT {
+        return status.into_response();
+    }
+    if let Ok(e) = serde_json::from_str::<ErrorCoded>(body.get()) {
+        metrics::error(e.code);
+    }
+    (status, json_text(body.get().to_owned())).into_response()
+}
+
+/// The code of an error body.
+#[cfg(feature = "cluster")]
+#[derive(serde::Deserialize)]
+struct ErrorCoded {
+    code: signalroom_core::ErrorCode,
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -194,6 +232,12 @@ async fn join_room(
             detail: e.to_string(),
         })
     })?;
+    #[cfg(feature = "cluster")]
+    if let Some(cluster) = api.hub.cluster.get() {
+        let kind = signalroom_core::cluster::wire::CommandKind::HttpJoin { body: value };
+        let (status, body) = cluster.http(room_name, kind).await.map_err(ApiError)?;
+        return Ok(forwarded(status, &body));
+    }
     let (result, closing) = {
         let mut inner = api.hub.lock();
         let (result, deliveries) =
@@ -226,7 +270,13 @@ async fn remove_peer(
     State(api): State<Api>,
     g: MaybeGrant,
     Params((room_name, peer_id)): Params<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
+    #[cfg(feature = "cluster")]
+    if let Some(cluster) = api.hub.cluster.get() {
+        let kind = signalroom_core::cluster::wire::CommandKind::HttpLeave { peer_id };
+        let (status, body) = cluster.http(room_name, kind).await.map_err(ApiError)?;
+        return Ok(forwarded(status, &body));
+    }
     let closing = {
         let mut inner = api.hub.lock();
         let deliveries = inner
@@ -236,7 +286,7 @@ async fn remove_peer(
         inner.deliver(&deliveries)
     };
     closing.close();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Liveness; in cluster mode also whether Redis answers.

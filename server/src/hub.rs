@@ -48,6 +48,10 @@ pub struct Hub {
     pub leases_changed: Notify,
     /// What `/healthz` answers.
     pub health: Health,
+    /// In cluster mode (`--redis-url`), the cluster that serves rooms instead
+    /// of this registry.
+    #[cfg(feature = "cluster")]
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// Connections dropped under the lock, to be closed once it is released.
@@ -89,6 +93,8 @@ impl Hub {
             }),
             leases_changed: Notify::new(),
             health: Health::default(),
+            #[cfg(feature = "cluster")]
+            cluster: std::sync::OnceLock::new(),
         }
     }
 

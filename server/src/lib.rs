@@ -158,13 +158,24 @@ pub async fn serve(
     let sweep = tokio::spawn(limits.clone().sweep(io.clone()));
     let addr: SocketAddr = listener.local_addr()?;
     #[cfg(feature = "cluster")]
-    let node = match &config.redis_url {
-        Some(url) => Some(cluster::Node::start(
-            url,
-            config.node_id.clone(),
-            addr,
-            hub.health.clone(),
-        )?),
+    let cluster = match &config.redis_url {
+        Some(url) => {
+            if config.auth_secret().is_some() || !config.webhook_urls.is_empty() {
+                anyhow::bail!(
+                    "cluster mode does not support access tokens or webhooks yet (docs/cluster.md)"
+                );
+            }
+            let rooms = hub.lock().registry.config().clone();
+            let cluster = cluster::Cluster::start(
+                url,
+                config.node_id.clone(),
+                addr,
+                hub.health.clone(),
+                rooms,
+            )?;
+            hub.cluster.set(cluster.clone()).ok();
+            Some(cluster)
+        }
         None => None,
     };
     let timer = tokio::spawn(expire_leases(hub));
@@ -174,9 +185,9 @@ pub async fn serve(
     timer.abort();
     sweep.abort();
     #[cfg(feature = "cluster")]
-    if let Some(node) = node {
-        node.stop().await;
-        tracing::info!(node = node.id(), "left the cluster");
+    if let Some(cluster) = cluster {
+        cluster.stop().await;
+        tracing::info!(node = cluster.id(), "left the cluster");
     }
     Ok(())
 }

@@ -33,6 +33,10 @@ pub async fn register(
     limits.socket_connected(&socket);
     socket.on_fallback(async |_: Handled| {});
     socket.on_disconnect(async |_: Departed| {});
+    #[cfg(feature = "cluster")]
+    if let Some(cluster) = hub.cluster.get() {
+        cluster.connect(socket.clone());
+    }
     hub.lock().add_socket(socket);
     Ok(())
 }
@@ -83,6 +87,11 @@ impl FromMessage<LocalAdapter> for Handled {
             }
             return Ok(Handled);
         }
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = hub.cluster.get() {
+            cluster.event(&socket, ack, event, cmd.payload(), cmd.binary);
+            return Ok(Handled);
+        }
         let closing = hub
             .lock()
             .handle(&socket, ack, event, cmd.payload(), cmd.binary);
@@ -110,6 +119,10 @@ impl FromDisconnectParts<LocalAdapter> for Departed {
             State::<Arc<Limits>>::from_disconnect_parts(s, DisconnectReason::TransportClose)
         {
             limits.socket_gone(s.id);
+        }
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = hub.cluster.get() {
+            cluster.disconnect(&s.id.to_string());
         }
         let closing = hub.lock().remove_socket(&s.id);
         closing.close();

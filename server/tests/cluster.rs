@@ -191,7 +191,7 @@ fn nodes_without_an_id_get_distinct_random_ones() {
     let (_a, _) = node(&["--redis-url", &url(rport)]);
     let (_b, _) = node(&["--redis-url", &url(rport)]);
     within(Duration::from_secs(5), "two nodes registered", || {
-        resp(rport, &["DBSIZE"]) == ":2"
+        resp(rport, &["EXISTS", "sr:boot"]) == ":1" && resp(rport, &["DBSIZE"]) == ":3"
     });
     let mut s = TcpStream::connect(("127.0.0.1", rport)).expect("connects");
     s.write_all(b"*2\r\n$4\r\nKEYS\r\n$9\r\nsr:node:*\r\n")

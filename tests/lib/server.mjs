@@ -20,14 +20,15 @@ export const BIN = process.env.SIGNALROOM_BIN || path.join(REPO, 'target', 'rele
 export const TIMEOUT_MS = Number(process.env.SIGNALROOM_TEST_TIMEOUT_MS || 5000);
 
 /**
- * Starts a server on 127.0.0.1 and a random port. `flags` are extra command-line arguments.
+ * Starts a server on 127.0.0.1 and a random port. `flags` are extra command-line arguments;
+ * `bin` another build of the binary (the cluster tests' `SIGNALROOM_CLUSTER_BIN`).
  * Resolves once the server printed its listening line. Returns {url, port, proc, stop, output}.
  */
-export async function startServer(flags = [], { env = {}, timeoutMs = 15000 } = {}) {
+export async function startServer(flags = [], { env = {}, timeoutMs = 15000, bin = BIN } = {}) {
   const reference = process.env.SIGNALROOM_REFERENCE;
   const [cmd, args] = reference
     ? ['node', [reference]]
-    : [BIN, ['--host', '127.0.0.1', '--port', '0', ...flags]];
+    : [bin, ['--host', '127.0.0.1', '--port', '0', ...flags]];
   const proc = spawn(cmd, args, {
     cwd: REPO, // so the default --www-dir (www) is the repository's
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn', PORT: '0', HOST: '127.0.0.1', ...env },

@@ -37,6 +37,16 @@ pub fn all() -> Result<()> {
         ],
         &[("SIGNALROOM_REDIS_BIN", redis_bin)],
     )?;
+    // That run built the binary with the feature: keep a copy for the Node
+    // cluster tests (`tests/node/cluster_*.test.mjs`), before another build
+    // of the default binary replaces it.
+    let cluster_bin = root.join("target/signalroom-cluster");
+    std::fs::copy(root.join("target/debug/signalroom"), &cluster_bin)
+        .context("cannot copy the cluster build of signalroom")?;
+    let cluster_bin = cluster_bin
+        .to_str()
+        .context("repo path is not UTF-8")?
+        .to_owned();
     // The core must stay sans-I/O: prove it builds for the browser.
     run(
         &root,
@@ -73,7 +83,12 @@ pub fn all() -> Result<()> {
     let bin = root.join("target/release/signalroom");
     let bin = bin.to_str().context("repo path is not UTF-8")?;
     let env = [("SIGNALROOM_BIN", bin), ("SIGNALROOM_REDIS_BIN", redis_bin)];
-    run_env(&root, "node", &["--test", "tests/node/"], &env)?;
+    let node_env = [
+        ("SIGNALROOM_BIN", bin),
+        ("SIGNALROOM_REDIS_BIN", redis_bin),
+        ("SIGNALROOM_CLUSTER_BIN", cluster_bin.as_str()),
+    ];
+    run_env(&root, "node", &["--test", "tests/node/"], &node_env)?;
     let python = python.to_str().context("venv path is not UTF-8")?;
     run_env(&root, python, &["-m", "pytest", "-q", "tests/python"], &env)?;
     // The browser library: its bindings in headless Chromium, then the Playwright suite.

@@ -11,7 +11,9 @@
 //! the socket's current room, taken from the replies it gets, which also
 //! filters events (no event of a room after `leave_room_success` or after the
 //! join that moved it elsewhere); a `moved_out` for the old room after such a
-//! join; batches put in version order per room by a [`Resequencer`].
+//! join; batches put in version order per room by a [`Resequencer`]; a join
+//! that succeeded after the adapter answered it `unavailable` undone (the
+//! owner is told the socket left).
 //! Deadlines and `unavailable` answers are the adapter's (it owns the clock of
 //! Redis and the timers); so is finding a room's owner.
 
@@ -247,7 +249,25 @@ impl Home {
                 payload,
                 emit,
             }) => {
-                if self.pending.remove(&req).is_some()
+                let answered_late = !self.pending.contains_key(&req);
+                if answered_late {
+                    // The adapter answered `unavailable` already; a join that took
+                    // effect after all is undone, unless the socket is in that
+                    // room anyway (a later join) or gone (its disconnect went there).
+                    if event == "join_room_success"
+                        && self
+                            .sockets
+                            .get(&sid)
+                            .is_some_and(|l| l.room.as_deref() != Some(batch.room.as_str()))
+                    {
+                        let kind = CommandKind::Disconnect { sid: sid.clone() };
+                        out.push(Action::Send(self.command(
+                            batch.room.clone(),
+                            deadline,
+                            kind,
+                        )));
+                    }
+                } else if self.pending.remove(&req).is_some()
                     && let Some(local) = self.sockets.get_mut(&sid)
                 {
                     let mut left = None;

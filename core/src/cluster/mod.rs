@@ -13,9 +13,11 @@
 
 mod conn;
 mod home;
+mod owner;
 mod resequencer;
 pub mod wire;
 
 pub use conn::{ConnId, NodeIdError, split_by_node, validate_node_id};
 pub use home::{Action, Home};
+pub use owner::{Commit, Owner, Step, by_node};
 pub use resequencer::{Gap, Released, Resequencer, Slot};

@@ -70,6 +70,10 @@ pub enum CommandKind {
         /// The HTTP peer to remove.
         peer_id: String,
     },
+    /// Changes nothing: sent by a node that found the room without an owner
+    /// (its owner died), so that a node claims it, imports its last snapshot
+    /// and removes the members of dead nodes.
+    Takeover,
     /// Put back a member the cluster lost (the registry's `restore`).
     Restore {
         /// The socket on the home node.

@@ -4,14 +4,169 @@
 //! Redis lease with a fencing epoch, other nodes forwarding their clients'
 //! commands to the owner and delivering its events in version order, nodes
 //! registered with a short TTL so a dead node's peers can be removed. This
-//! module is built only with the `cluster` feature, because it is not complete:
-//! so far a node connects to Redis ([`redis`]), registers itself and keeps its
-//! registration alive ([`node`]), turns `/healthz` 503 while Redis does not
-//! answer, and reports Redis round trips and errors in `/metrics`. Rooms are
-//! not shared yet: each node still serves its own, which is why the default
-//! build refuses `--redis-url` instead of pretending to be a cluster.
+//! module is built only with the `cluster` feature, because it is not complete.
+//! What runs: the Redis connection ([`redis`]) and the node's registration
+//! ([`node`]); the fencing scripts ([`scripts`]); the inbox reader ([`inbox`]);
+//! one task per owned room ([`owners`]); the home side that routes each local
+//! socket's requests and emits the owners' answers in version order
+//! ([`home`]); REST listings from `sr:rooms` ([`rest`]); a dead node's peers
+//! removed by the owners of their rooms, and a dead owner's rooms taken over
+//! ([`owners`]); HTTP peers joined and removed through any node, their leases
+//! run by the owner. What does not yet: access tokens and webhooks (refused
+//! at start-up), healing after Redis comes back empty, a clean hand-over on
+//! SIGTERM (see "Building it" in the design).
 
+mod home;
+mod inbox;
 mod node;
+mod owners;
 mod redis;
+mod rest;
+mod scripts;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use metrics::counter;
+use serde_json::value::RawValue;
+use signalroom_core::cluster::wire::CommandKind;
+use signalroom_core::{ClientEvent, Config, Error};
+use socketioxide::extract::{AckSender, SocketRef};
+use tokio::task::JoinHandle;
 
 pub use node::Node;
+
+use crate::health::Health;
+use home::Sockets;
+use owners::Owners;
+use scripts::Scripts;
+
+/// The longest each step of leaving the cluster may take.
+const STOP_STEP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A node of a cluster: its registration, its sockets, the rooms it owns.
+pub struct Cluster {
+    node: Arc<Node>,
+    redis: redis::Redis,
+    sockets: Arc<Sockets>,
+    owners: Arc<Owners>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Cluster {
+    /// Joins the cluster at `url` as node `id` (random when `None`), serving
+    /// on `addr`, with the rooms' settings `config`. `health` follows Redis.
+    pub fn start(
+        url: &str,
+        id: Option<String>,
+        addr: SocketAddr,
+        health: Health,
+        config: Config,
+    ) -> anyhow::Result<Arc<Self>> {
+        let node = Node::start(url, id, addr, health)?;
+        let redis = node.redis().clone();
+        let scripts = Arc::new(Scripts::new());
+        let (sockets, outbox) = Sockets::new(node.id(), config.clone());
+        let owners = Owners::new(
+            node.id().to_owned(),
+            redis.clone(),
+            scripts.clone(),
+            config,
+            sockets.outbox(),
+        );
+        // A blocking XREAD holds its connection: the inbox gets its own.
+        let inbox_redis = redis::Redis::open(url)?;
+        counter!("signalroom_cluster_commands_forwarded_total").absolute(0);
+        let tasks = vec![
+            tokio::spawn(home::send_commands(
+                node.id().to_owned(),
+                redis.clone(),
+                scripts.clone(),
+                outbox,
+                sockets.unsent(),
+                node.boot(),
+            )),
+            tokio::spawn(owners::sweep(
+                node.id().to_owned(),
+                redis.clone(),
+                scripts.clone(),
+                sockets.outbox(),
+            )),
+            tokio::spawn(inbox::read(
+                node.id().to_owned(),
+                inbox_redis,
+                owners.clone(),
+                sockets.clone(),
+            )),
+        ];
+        Ok(Arc::new(Self {
+            node,
+            redis,
+            sockets,
+            owners,
+            tasks: Mutex::new(tasks),
+        }))
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> &str {
+        self.node.id()
+    }
+
+    /// A socket connected to this node.
+    pub fn connect(&self, socket: SocketRef) {
+        self.sockets.connect(socket);
+    }
+
+    /// A socket's event, in the order it sent them.
+    pub fn event(
+        &self,
+        socket: &SocketRef,
+        ack: AckSender,
+        event: ClientEvent,
+        payload: Option<&RawValue>,
+        binary: bool,
+    ) {
+        self.sockets.event(socket, ack, event, payload, binary);
+    }
+
+    /// A socket closed.
+    pub fn disconnect(&self, sid: &str) {
+        self.sockets.disconnect(sid);
+    }
+
+    /// A REST join (`HttpJoin`) or removal (`HttpLeave`) of an HTTP peer of
+    /// `room`, answered by the room's owner: status and JSON body.
+    pub async fn http(
+        &self,
+        room: String,
+        kind: CommandKind,
+    ) -> Result<(u16, Box<RawValue>), Error> {
+        self.sockets.http(room, kind).await
+    }
+
+    /// `GET /api/webrtc/rooms` as JSON text.
+    pub async fn rooms(&self) -> Result<String, Error> {
+        rest::rooms(&self.redis).await
+    }
+
+    /// `GET /api/webrtc/rooms/{room}` as JSON text.
+    pub async fn room(&self, name: &str) -> Result<String, Error> {
+        rest::room(&self.redis, name).await
+    }
+
+    /// Leaves the cluster: routes the departures of this node's sockets
+    /// (they are closed by now), gives up the leases of the rooms it owns
+    /// (the other nodes take them over within a second and remove whatever
+    /// members of this node remain, as for a dead node), stops reading and
+    /// routing, and removes the node's registration.
+    pub async fn stop(&self) {
+        self.sockets.flush(STOP_STEP).await;
+        self.owners.stop(STOP_STEP).await;
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            task.abort();
+        }
+        self.node.stop().await;
+    }
+}

@@ -7,7 +7,8 @@
 //! the health probe: a failed or late refresh marks the node unhealthy
 //! (`/healthz` 503, `signalroom_redis_up` 0) until one succeeds again, and
 //! refreshing re-creates the key when Redis comes back empty. A node that stops
-//! cleanly deletes its key at once.
+//! cleanly deletes its key at once. The heartbeat also reads `sr:boot`, which
+//! tells when Redis lost its data ([`Boot`]).
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -28,11 +29,61 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a registration outlives the node's last refresh.
 pub const NODE_TTL: Duration = Duration::from_secs(3);
 
+/// How long after Redis lost its data (a new `sr:boot`) this node claims no
+/// room it did not own: the owners write their rooms back first.
+pub const FRESH_REDIS: Duration = Duration::from_secs(2);
+
+/// Which life of Redis's data this node trusts to claim rooms in.
+///
+/// The first node to find `sr:boot` absent sets it to a random id; a node
+/// that sees an id other than the one it knew learns that Redis lost its data
+/// (restarted empty). Owners then claim their rooms again from memory within
+/// a second ([`super::owners`]); until [`FRESH_REDIS`] has passed, this node
+/// claims no other room, so that a command cannot create an empty copy of a
+/// room whose owner is about to write it back.
+#[derive(Default)]
+pub struct Boot {
+    /// The id, and from when it may be claimed under.
+    known: std::sync::Mutex<Option<(String, tokio::time::Instant)>>,
+}
+
+impl Boot {
+    /// The id rooms may be claimed under now, if any.
+    pub fn trusted(&self) -> Option<String> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .as_ref()
+            .filter(|(_, from)| tokio::time::Instant::now() >= *from)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Redis says the id is `id`.
+    fn seen(&self, id: String) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        match known.as_ref() {
+            Some((old, _)) if *old == id => {}
+            Some(_) => {
+                tracing::warn!("Redis lost its data: claiming only this node's rooms for 2 s");
+                *known = Some((id, tokio::time::Instant::now() + FRESH_REDIS));
+            }
+            // The first id this node sees: trusted at once.
+            None => *known = Some((id, tokio::time::Instant::now())),
+        }
+    }
+}
+
+/// Sets `sr:boot` to ARGV[1] if it is absent; returns its value.
+const BOOT: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+";
+
 /// A running node: its id, its Redis handle, its heartbeat.
 pub struct Node {
     id: String,
     key: String,
     redis: Redis,
+    boot: Arc<Boot>,
     heartbeat: JoinHandle<()>,
 }
 
@@ -53,16 +104,24 @@ impl Node {
             json!({"node": id, "addr": addr.to_string(), "started_at": now().0}).to_string();
         tracing::warn!(
             node = %id,
-            "cluster mode is not complete: this node registers in Redis, but rooms are not shared between nodes yet"
+            "cluster mode is not complete (docs/cluster.md): rooms are shared; access tokens and webhooks are refused"
         );
         // Unhealthy until Redis has answered once.
         health.set_ok(false);
         gauge!("signalroom_redis_up").set(0.0);
-        let heartbeat = tokio::spawn(beat(redis.clone(), key.clone(), record, health));
+        let boot = Arc::new(Boot::default());
+        let heartbeat = tokio::spawn(beat(
+            redis.clone(),
+            key.clone(),
+            record,
+            health,
+            boot.clone(),
+        ));
         Ok(Arc::new(Self {
             id,
             key,
             redis,
+            boot,
             heartbeat,
         }))
     }
@@ -70,6 +129,16 @@ impl Node {
     /// The node's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Which life of Redis's data this node may claim rooms in.
+    pub fn boot(&self) -> Arc<Boot> {
+        self.boot.clone()
+    }
+
+    /// The node's Redis handle.
+    pub fn redis(&self) -> &Redis {
+        &self.redis
     }
 
     /// Stops the heartbeat and removes the registration (best effort: if
@@ -85,7 +154,8 @@ impl Node {
 }
 
 /// Refreshes the registration every [`HEARTBEAT`], and reports health.
-async fn beat(redis: Redis, key: String, record: String, health: Health) {
+async fn beat(redis: Redis, key: String, record: String, health: Health, boot: Arc<Boot>) {
+    let boot_script = redis::Script::new(BOOT);
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ttl_ms = u64::try_from(NODE_TTL.as_millis()).unwrap_or(u64::MAX);
@@ -102,6 +172,16 @@ async fn beat(redis: Redis, key: String, record: String, health: Health) {
                 false
             }
         };
+        if ok {
+            // A new id each time: one this node set before Redis lost its data
+            // must not come back and hide the loss.
+            let mut inv = boot_script.key("sr:boot");
+            inv.arg(random_id());
+            match redis.invoke::<String>("boot", &inv).await {
+                Ok(id) => boot.seen(id),
+                Err(e) => tracing::debug!(error = %e, "cannot read sr:boot"),
+            }
+        }
         if ok && !health.is_ok() {
             tracing::info!("Redis answers again: this node is healthy");
         }

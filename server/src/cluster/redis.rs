@@ -50,14 +50,36 @@ impl Redis {
         let mut conn = self.conn.clone();
         let started = Instant::now();
         let result = tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<T>(&mut conn)).await;
-        match result {
-            Ok(Ok(value)) => {
-                gauge!("signalroom_redis_rtt_seconds").set(started.elapsed().as_secs_f64());
-                Ok(value)
-            }
-            Ok(Err(e)) => Err(RedisDown::failed(what, e.to_string())),
-            Err(_) => Err(RedisDown::failed(what, "timed out".to_owned())),
+        timed(what, started, result)
+    }
+
+    /// Runs one Lua script (`EVALSHA`, loading it when Redis lacks it) within
+    /// [`CALL_TIMEOUT`], counted like [`Redis::call`].
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        what: &'static str,
+        script: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, RedisDown> {
+        let mut conn = self.conn.clone();
+        let started = Instant::now();
+        let result = tokio::time::timeout(CALL_TIMEOUT, script.invoke_async::<T>(&mut conn)).await;
+        timed(what, started, result)
+    }
+}
+
+/// A call's result within its deadline: its round trip recorded, or the failure counted.
+fn timed<T>(
+    what: &'static str,
+    started: Instant,
+    result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+) -> Result<T, RedisDown> {
+    match result {
+        Ok(Ok(value)) => {
+            gauge!("signalroom_redis_rtt_seconds").set(started.elapsed().as_secs_f64());
+            Ok(value)
         }
+        Ok(Err(e)) => Err(RedisDown::failed(what, e.to_string())),
+        Err(_) => Err(RedisDown::failed(what, "timed out".to_owned())),
     }
 }
 

@@ -269,3 +269,24 @@ fn a_moved_answer_sends_the_request_again_and_giving_up_frees_the_socket() {
     assert!(matches!(out.as_slice(), [Action::Answer { .. }]), "{out:?}");
     assert!(h.give_up(1, 9).is_empty());
 }
+
+#[test]
+fn a_join_that_succeeds_after_it_was_answered_unavailable_is_undone() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    assert!(h.give_up(1, 9).is_empty());
+    let late = h.receive(reply("r", 1, 1, "join_room_success", vec![]), T0, 9);
+    assert_eq!(sent(&late), [("r".to_owned(), 2, "disconnect")]);
+    assert!(
+        !late.iter().any(|a| matches!(a, Action::Reply { .. })),
+        "{late:?}"
+    );
+    assert_eq!(h.room_of("s"), None);
+    // A late error changes nothing and needs no undo.
+    h.event("s", ClientEvent::JoinRoom, join("q"), false, 9);
+    assert!(h.give_up(3, 9).is_empty());
+    assert!(
+        h.receive(reply("q", 1, 3, "join_room_error", vec![]), T0, 9)
+            .is_empty()
+    );
+}

@@ -1,0 +1,400 @@
+//! The owner side of a cluster room: one room's registry, commands in, one
+//! batch per node out.
+//!
+//! The node that owns a room runs the ordinary [`Registry`] for it, keyed by
+//! [`ConnId`], and turns each [`Command`] it is sent into what must be
+//! committed (the room's new snapshot and listing, or its deletion) and what
+//! each node must be told, as a [`Batch`] per node (`docs/cluster.md`). That
+//! step is pure, so it is here: the adapter only moves the result through
+//! Redis. Every node that held or holds a socket member of the room gets a
+//! batch for each change, even one with no event for its sockets, so its
+//! resequencer never waits for a version that was not meant for it; a command
+//! that moves the room by several versions (a rejoin under another peer id,
+//! a dead node's members) sends empty batches for the versions in between and
+//! every event in the last one. A request past its deadline is not applied
+//! (its home node has answered `unavailable`); a departure always is. If the commit fails, the
+//! adapter puts the room back with [`Owner::rollback`].
+
+use std::collections::BTreeMap;
+
+use serde_json::value::{RawValue, to_raw_value};
+
+use super::wire::{Batch, BatchEvent, BatchReply, Command, CommandKind};
+use super::{ConnId, Slot, split_by_node};
+use crate::protocol::{Payload, RoomInfo};
+use crate::registry::{ClientEvent, Config, Delivery, Registry, Reply};
+use crate::registry::{HolderSnapshot, RoomSnapshot, SnapshotError};
+use crate::time::Timestamp;
+
+/// What a step asks to be written to shared storage with its batches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Commit {
+    /// The room did not change: nothing to write (the batches still go out).
+    Unchanged,
+    /// The room changed: its new snapshot and listing.
+    Changed {
+        /// The room's whole state.
+        snapshot: RoomSnapshot<ConnId>,
+        /// What REST listings show.
+        info: RoomInfo,
+    },
+    /// The room's last member left: the room is gone.
+    Deleted,
+}
+
+/// The result of one command at the owner.
+#[derive(Debug)]
+pub struct Step {
+    /// What to commit.
+    pub commit: Commit,
+    /// One batch per node, in the order to send them (per node, in version order).
+    pub batches: Vec<(String, Batch)>,
+    /// The room before the step, for [`Owner::rollback`].
+    pub before: Option<RoomSnapshot<ConnId>>,
+}
+
+impl Step {
+    fn nothing(before: Option<RoomSnapshot<ConnId>>) -> Self {
+        Self {
+            commit: Commit::Unchanged,
+            batches: Vec::new(),
+            before,
+        }
+    }
+}
+
+/// The answer to the command a step applied.
+enum Answer {
+    /// To a socket on the command's home node.
+    Socket(String, Reply),
+    /// To a REST request on the command's home node: status and JSON body.
+    Http(u16, Box<RawValue>),
+}
+
+/// One owned room.
+#[derive(Debug)]
+pub struct Owner {
+    room: String,
+    epoch: u64,
+    registry: Registry<ConnId>,
+}
+
+impl Owner {
+    /// The owner of `room` under fencing `epoch`, starting from `snapshot`
+    /// (the last committed state) when the room exists.
+    pub fn new(
+        room: impl Into<String>,
+        epoch: u64,
+        config: Config,
+        snapshot: Option<RoomSnapshot<ConnId>>,
+    ) -> Result<Self, SnapshotError> {
+        let mut registry = Registry::new(config);
+        if let Some(s) = snapshot {
+            registry.import_room(s)?;
+        }
+        Ok(Self {
+            room: room.into(),
+            epoch,
+            registry,
+        })
+    }
+
+    /// The room's name.
+    pub fn room(&self) -> &str {
+        &self.room
+    }
+
+    /// The room's version (0 when it does not exist).
+    pub fn version(&self) -> u64 {
+        self.registry
+            .export_room(&self.room)
+            .map_or(0, |s| s.version)
+    }
+
+    /// The room's snapshot and listing, to write again where they were lost
+    /// (Redis restarted empty); `None` when the room does not exist.
+    pub fn state(&self) -> Option<(RoomSnapshot<ConnId>, RoomInfo)> {
+        let snapshot = self.registry.export_room(&self.room)?;
+        let info = self.registry.room(&self.room).ok()?;
+        Some((snapshot, info))
+    }
+
+    /// The fencing epoch changed (the room was claimed again).
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// Whether the room has no member (it does not exist).
+    pub fn is_empty(&self) -> bool {
+        self.registry.room_count() == 0
+    }
+
+    /// The nodes that hold socket members: whose liveness the owner watches.
+    pub fn member_nodes(&self) -> Vec<String> {
+        self.registry
+            .member_nodes()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Puts the room back as it was before a step whose commit failed.
+    pub fn rollback(&mut self, before: Option<RoomSnapshot<ConnId>>) {
+        self.registry.forget_room(&self.room);
+        if let Some(s) = before
+            && let Err(e) = self.registry.import_room(s)
+        {
+            // The snapshot came out of this registry, so it imports.
+            debug_assert!(false, "a room's own snapshot does not import: {e}");
+        }
+        self.registry.take_changes();
+    }
+
+    /// The answer to a command this owner cannot serve (the room is not its
+    /// own any more): route it again.
+    pub fn moved(command: &Command, epoch: u64) -> Batch {
+        Batch {
+            room: command.room.clone(),
+            epoch,
+            slot: None,
+            reply: Some(BatchReply::Moved { req: command.req }),
+            events: Vec::new(),
+        }
+    }
+
+    /// Applies one command at `now` (ms, the deadline's clock).
+    pub fn apply(&mut self, command: Command, now: Timestamp) -> Step {
+        let before = self.registry.export_room(&self.room);
+        // A request past its deadline was answered `unavailable` at home; a
+        // departure cannot be refused, so it is applied however late.
+        let answered = matches!(
+            command.kind,
+            CommandKind::Event { .. }
+                | CommandKind::HttpJoin { .. }
+                | CommandKind::HttpLeave { .. }
+        );
+        if answered && command.deadline < now.0 {
+            return Step::nothing(before);
+        }
+        let home = command.home.clone();
+        let mut reply = None;
+        let mut read = false;
+        let deliveries = match command.kind {
+            CommandKind::Event {
+                sid,
+                event,
+                payload,
+                binary,
+            } => {
+                let Some(event) = ClientEvent::from_name(&event) else {
+                    return Step::nothing(before);
+                };
+                let conn = ConnId::new(home.clone(), sid.clone());
+                self.registry.connect(&conn);
+                let o = self
+                    .registry
+                    .handle(&conn, event, payload.as_deref(), binary, now);
+                read = matches!(event, ClientEvent::GetPeers | ClientEvent::JoinRoom);
+                reply = o.reply.map(|r| Answer::Socket(sid, r));
+                if self.registry.membership(&conn).is_none() {
+                    // Not a member (a refused join, a leave): nothing to keep open.
+                    self.registry.disconnect(&conn);
+                }
+                o.deliveries
+            }
+            CommandKind::Disconnect { sid } => self.registry.disconnect(&ConnId::new(&home, sid)),
+            CommandKind::MovedOut { sid } => {
+                let conn = ConnId::new(&home, sid);
+                let d = self.registry.moved_out(&conn, &self.room);
+                // The connection lives on, in another room owned elsewhere.
+                self.registry.disconnect(&conn);
+                d
+            }
+            CommandKind::HttpJoin { body } => {
+                let (result, deliveries) = self.registry.http_join(&self.room, &body, now);
+                reply = Some(match result {
+                    Ok(joined) => http_answer(200, &joined),
+                    Err(r) => http_answer(r.error.http_status(), &r.error.body(None)),
+                });
+                deliveries
+            }
+            CommandKind::HttpLeave { peer_id } => {
+                match self.registry.http_leave(&self.room, &peer_id) {
+                    Ok(deliveries) => {
+                        reply = Some(http_answer(204, &serde_json::Value::Null));
+                        deliveries
+                    }
+                    Err(e) => {
+                        reply = Some(http_answer(e.http_status(), &e.body(None)));
+                        Vec::new()
+                    }
+                }
+            }
+            CommandKind::Takeover | CommandKind::Restore { .. } => Vec::new(),
+        };
+        self.registry.take_changes();
+        let after = self.registry.export_room(&self.room);
+        self.step(command.req, &home, reply, read, deliveries, before, after)
+    }
+
+    /// When the next HTTP peer's lease runs out (ms, the wall clock).
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.registry.next_expiry()
+    }
+
+    /// Removes the HTTP peers whose lease ran out at or before `now`: one version each.
+    pub fn expire(&mut self, now: Timestamp) -> Step {
+        let before = self.registry.export_room(&self.room);
+        let deliveries = self.registry.expire(now);
+        self.registry.take_changes();
+        let after = self.registry.export_room(&self.room);
+        self.step(0, "", None, false, deliveries, before, after)
+    }
+
+    /// Drops every socket member held by `node` (it died): one version each.
+    pub fn remove_node(&mut self, node: &str) -> Step {
+        let before = self.registry.export_room(&self.room);
+        let deliveries = self.registry.remove_node(node);
+        self.registry.take_changes();
+        let after = self.registry.export_room(&self.room);
+        self.step(0, node, None, false, deliveries, before, after)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        req: u64,
+        home: &str,
+        reply: Option<Answer>,
+        read: bool,
+        deliveries: Vec<Delivery<ConnId>>,
+        before: Option<RoomSnapshot<ConnId>>,
+        after: Option<RoomSnapshot<ConnId>>,
+    ) -> Step {
+        let v0 = before.as_ref().map_or(0, |s| s.version);
+        let v1 = after.as_ref().map_or(0, |s| s.version);
+        let changed = before != after;
+        let commit = match (&after, changed) {
+            (_, false) => Commit::Unchanged,
+            (None, true) => Commit::Deleted,
+            (Some(s), true) => match self.registry.room(&self.room) {
+                Ok(info) => Commit::Changed {
+                    snapshot: s.clone(),
+                    info,
+                },
+                Err(_) => Commit::Deleted,
+            },
+        };
+        let is_error = match &reply {
+            Some(Answer::Socket(_, r)) => matches!(r.event.payload, Payload::Error(_)),
+            _ => true,
+        };
+        // A deleted room has nobody left to order anything for.
+        let slot = if after.is_none() {
+            None
+        } else if v1 > v0 {
+            Some(Slot::Change(v1))
+        } else if read && !is_error {
+            Some(Slot::After(v1))
+        } else {
+            None
+        };
+        let mut nodes: Vec<String> = Vec::new();
+        for s in [&before, &after].into_iter().flatten() {
+            for m in &s.members {
+                if let HolderSnapshot::Socket { conn, .. } = &m.holder {
+                    nodes.push(conn.node.clone());
+                }
+            }
+        }
+        let split = split_by_node(&deliveries);
+        nodes.extend(split.keys().map(|n| (*n).to_owned()));
+        if matches!(reply, Some(Answer::Socket(..))) {
+            nodes.push(home.to_owned());
+        }
+        nodes.sort_unstable();
+        nodes.dedup();
+        if !matches!(slot, Some(Slot::Change(_))) {
+            // Not a change: only the nodes with something to hear.
+            nodes.retain(|n| {
+                split.contains_key(n.as_str())
+                    || (matches!(reply, Some(Answer::Socket(..))) && n == home)
+            });
+        }
+        let mut batches = Vec::new();
+        for node in nodes {
+            if let Some(Slot::Change(v)) = slot {
+                for skipped in (v0 + 1)..v {
+                    batches.push((node.clone(), self.batch(Some(Slot::Change(skipped)))));
+                }
+            }
+            let mut batch = self.batch(slot);
+            if node == home
+                && let Some(Answer::Socket(sid, r)) = &reply
+                && let Some(payload) = encode(&r.event.payload)
+            {
+                batch.reply = Some(BatchReply::Socket {
+                    req,
+                    sid: sid.clone(),
+                    event: r.event.name.as_str().to_owned(),
+                    payload,
+                    emit: r.emit,
+                });
+            }
+            for d in split.get(node.as_str()).into_iter().flatten() {
+                if let Some(payload) = encode(&d.event.payload) {
+                    batch.events.push(BatchEvent {
+                        to: d.to.iter().map(|s| (*s).to_owned()).collect(),
+                        event: d.event.name.as_str().to_owned(),
+                        payload,
+                    });
+                }
+            }
+            batches.push((node, batch));
+        }
+        // A REST answer is not ordered with the room's events: a batch of its
+        // own, outside the sequence (the home node may hold no member).
+        if let Some(Answer::Http(status, body)) = reply {
+            let mut batch = self.batch(None);
+            batch.reply = Some(BatchReply::Http { req, status, body });
+            batches.push((home.to_owned(), batch));
+        }
+        Step {
+            commit,
+            batches,
+            before,
+        }
+    }
+
+    fn batch(&self, slot: Option<Slot>) -> Batch {
+        Batch {
+            room: self.room.clone(),
+            epoch: self.epoch,
+            slot,
+            reply: None,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// A REST answer: its status and JSON body (`null` if the body cannot be written).
+fn http_answer(status: u16, body: &impl serde::Serialize) -> Answer {
+    // `Box<RawValue>`'s default is `null`.
+    Answer::Http(status, to_raw_value(body).unwrap_or_default())
+}
+
+fn encode(payload: &Payload) -> Option<Box<RawValue>> {
+    to_raw_value(payload).ok()
+}
+
+/// Every owned room's batches, grouped by node in order: what one commit sends.
+pub fn by_node(batches: Vec<(String, Batch)>) -> BTreeMap<String, Vec<Batch>> {
+    let mut out: BTreeMap<String, Vec<Batch>> = BTreeMap::new();
+    for (node, b) in batches {
+        out.entry(node).or_default().push(b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

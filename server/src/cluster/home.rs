@@ -1,0 +1,487 @@
+//! The home side of a node: its own sockets, whose rooms are owned anywhere.
+//!
+//! Every decision is the core's [`Home`]: which room a request is for, one
+//! request in flight per socket with the rest queued behind it, the socket's
+//! current room, batches put in version order and filtered to the sockets in
+//! their room. This module carries its [`Action`]s out: commands go, in the
+//! order they were decided, to one sender task that routes each through Redis
+//! to its room's owner (`route` script, claiming the room when nobody owns
+//! it); answers and events are emitted to the local sockets, each packet
+//! encoded once and shared by its recipients; a recipient whose queue is full
+//! is disconnected (its departure then reaches its room's owner). A request
+//! with no answer within [`ANSWER_TIMEOUT`] is answered `unavailable` here and
+//! the socket's next request may start. All of it runs under one lock, so the
+//! order decided is the order emitted. REST joins and removals of HTTP peers
+//! are sent to the room's owner the same way and wait for its answer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ::metrics::counter;
+use serde_json::value::RawValue;
+use signalroom_core::cluster::wire::{Batch, Command, CommandKind};
+use signalroom_core::cluster::{Action, Home};
+use signalroom_core::protocol::{Event, Payload};
+use signalroom_core::{ClientEvent, Config, Error, Reply};
+use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::{SendError, SocketError};
+use tokio::sync::{mpsc, oneshot};
+
+use super::node::Boot;
+use super::redis::Redis;
+use super::scripts::Scripts;
+use crate::hub::{encode, now};
+use crate::metrics;
+
+/// How long a socket's request waits for its owner's answer before it is
+/// answered `unavailable` (the contract's 2 s).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a command stays valid at the owner after it was sent: past it the
+/// home node may have answered `unavailable`, so the owner must not apply it.
+pub const COMMAND_TTL_MS: u64 = 1_500;
+/// A room's sequence reports a gap after this many held batches...
+const MAX_HELD: usize = 256;
+/// ... or after waiting this long for a missing one, ms.
+const MAX_WAIT_MS: u64 = 1_000;
+
+/// The request in flight of one socket, to answer it if its owner does not.
+struct InFlight {
+    req: u64,
+    event: ClientEvent,
+    /// The room a join named, for its error's `room_name`.
+    room: Option<String>,
+}
+
+struct State {
+    home: Home,
+    sockets: HashMap<String, SocketRef>,
+    /// Each socket's acks, in the order of its events (answers come in that order).
+    acks: HashMap<String, VecDeque<AckSender>>,
+    inflight: HashMap<String, InFlight>,
+    /// REST requests made through this node, waiting for their owner's answer.
+    http: HashMap<u64, oneshot::Sender<(u16, Box<RawValue>)>>,
+    /// The last REST request's number (its own range, above the sockets').
+    last_http: u64,
+}
+
+/// Where REST request numbers start, far above the home side's own.
+const HTTP_REQ_BASE: u64 = 1 << 62;
+
+/// This node's sockets and the requests they have in flight.
+pub struct Sockets {
+    node: String,
+    /// Commands handed to the sender and not yet routed.
+    unsent: Arc<std::sync::atomic::AtomicUsize>,
+    state: Mutex<State>,
+    outbox: mpsc::UnboundedSender<Command>,
+}
+
+/// A deadline for a command sent now, ms on the wall clock.
+fn deadline() -> u64 {
+    now().0 + COMMAND_TTL_MS
+}
+
+impl Sockets {
+    /// The home side of node `node`; returns it with the receiving end of its
+    /// outbox, for [`send_commands`].
+    pub fn new(node: &str, config: Config) -> (Arc<Self>, mpsc::UnboundedReceiver<Command>) {
+        let (outbox, rx) = mpsc::unbounded_channel();
+        let state = State {
+            home: Home::new(node, config, MAX_HELD, MAX_WAIT_MS),
+            sockets: HashMap::new(),
+            acks: HashMap::new(),
+            inflight: HashMap::new(),
+            http: HashMap::new(),
+            last_http: HTTP_REQ_BASE,
+        };
+        let sockets = Arc::new(Self {
+            node: node.to_owned(),
+            unsent: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            state: Mutex::new(state),
+            outbox,
+        });
+        (sockets, rx)
+    }
+
+    /// Where commands go to be routed, in order (also for the takeover sweep).
+    pub fn outbox(&self) -> mpsc::UnboundedSender<Command> {
+        self.outbox.clone()
+    }
+
+    /// How many commands of this node's sockets wait to be routed (shared with the sender).
+    pub fn unsent(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        self.unsent.clone()
+    }
+
+    /// Queues a command for the sender, counted until it is routed.
+    fn send(&self, command: Command) {
+        self.unsent
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.outbox.send(command).is_err() {
+            self.unsent
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            tracing::error!("the command sender has stopped");
+        }
+    }
+
+    /// Waits (at most `limit`) until every command of this node's sockets is
+    /// routed: a stopping node's departures reach their owners first.
+    pub async fn flush(&self, limit: Duration) {
+        let end = tokio::time::Instant::now() + limit;
+        while self.unsent.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < end
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A REST request for `room` (an HTTP peer's join or removal), sent to
+    /// the room's owner: its status and JSON body, or `unavailable` when no
+    /// answer came within [`ANSWER_TIMEOUT`].
+    pub async fn http(
+        &self,
+        room: String,
+        kind: CommandKind,
+    ) -> Result<(u16, Box<RawValue>), Error> {
+        let (tx, rx) = oneshot::channel();
+        let req = {
+            let mut st = self.lock();
+            st.last_http += 1;
+            let req = st.last_http;
+            st.http.insert(req, tx);
+            let command = Command {
+                room,
+                home: self.node.clone(),
+                req,
+                deadline: deadline(),
+                kind,
+            };
+            self.send(command);
+            req
+        };
+        match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            _ => {
+                self.lock().http.remove(&req);
+                tracing::warn!(req, "no answer from the room's owner in time: unavailable");
+                Err(Error::Unavailable)
+            }
+        }
+    }
+
+    /// A socket connected.
+    pub fn connect(&self, socket: SocketRef) {
+        let sid = socket.id.to_string();
+        let mut st = self.lock();
+        st.home.connect(&sid);
+        st.sockets.insert(sid, socket);
+    }
+
+    /// A socket's event, in the order the socket sent it.
+    pub fn event(
+        self: &Arc<Self>,
+        socket: &SocketRef,
+        ack: AckSender,
+        event: ClientEvent,
+        payload: Option<&RawValue>,
+        binary: bool,
+    ) {
+        let sid = socket.id.to_string();
+        let payload = payload.map(|p| p.to_owned());
+        let closing = {
+            let mut st = self.lock();
+            if !st.sockets.contains_key(&sid) {
+                return;
+            }
+            st.acks.entry(sid.clone()).or_default().push_back(ack);
+            let actions = st.home.event(&sid, event, payload, binary, deadline());
+            self.perform(&mut st, actions)
+        };
+        close(closing);
+    }
+
+    /// A socket closed: the owners of its rooms are told.
+    pub fn disconnect(self: &Arc<Self>, sid: &str) {
+        let closing = {
+            let mut st = self.lock();
+            st.sockets.remove(sid);
+            st.acks.remove(sid);
+            st.inflight.remove(sid);
+            let actions = st.home.disconnect(sid, deadline());
+            self.perform(&mut st, actions)
+        };
+        close(closing);
+    }
+
+    /// A batch from a room's owner.
+    pub fn receive(self: &Arc<Self>, batch: Batch) {
+        let closing = {
+            let mut st = self.lock();
+            let actions = st.home.receive(batch, now(), deadline());
+            self.perform(&mut st, actions)
+        };
+        close(closing);
+    }
+
+    /// `req` of socket `sid` got no answer in time: answer it `unavailable`.
+    fn timed_out(self: &Arc<Self>, sid: &str, req: u64) {
+        let closing = {
+            let mut st = self.lock();
+            if st.inflight.get(sid).is_none_or(|f| f.req != req) {
+                return;
+            }
+            let Some(f) = st.inflight.remove(sid) else {
+                return;
+            };
+            tracing::warn!(
+                sid,
+                req,
+                "no answer from the room's owner in time: unavailable"
+            );
+            let body = Error::Unavailable.body(f.room.as_deref());
+            let reply = Reply {
+                event: Event::new(f.event.error_event(), Payload::Error(body)),
+                emit: true,
+            };
+            let mut full = Vec::new();
+            answer_local(&mut st, sid, &reply, &mut full);
+            let actions = st.home.give_up(req, deadline());
+            let mut more = self.perform(&mut st, actions);
+            more.extend(closing_of(&st, full));
+            more
+        };
+        close(closing);
+    }
+
+    /// Carries out the core's actions, in order. Returns the sockets to close.
+    fn perform(self: &Arc<Self>, st: &mut State, actions: Vec<Action>) -> Vec<SocketRef> {
+        let mut full: Vec<String> = Vec::new();
+        for action in actions {
+            match action {
+                Action::Send(command) => {
+                    if let CommandKind::Event { sid, event, .. } = &command.kind
+                        && st.inflight.get(sid).is_none_or(|f| f.req != command.req)
+                        && let Some(event) = ClientEvent::from_name(event)
+                    {
+                        let room = (event == ClientEvent::JoinRoom).then(|| command.room.clone());
+                        st.inflight.insert(
+                            sid.clone(),
+                            InFlight {
+                                req: command.req,
+                                event,
+                                room,
+                            },
+                        );
+                        let me = self.clone();
+                        let (sid, req) = (sid.clone(), command.req);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(ANSWER_TIMEOUT).await;
+                            me.timed_out(&sid, req);
+                        });
+                    }
+                    self.send(command);
+                }
+                Action::Answer { sid, reply } => answer_local(st, &sid, &reply, &mut full),
+                Action::Reply {
+                    sid,
+                    event,
+                    payload,
+                    emit,
+                } => {
+                    st.inflight.remove(&sid);
+                    if let Some(code) = error_code(&event, &payload) {
+                        metrics::error(code);
+                    }
+                    let ack = st.acks.get_mut(&sid).and_then(VecDeque::pop_front);
+                    if let Some(socket) = st.sockets.get(&sid) {
+                        let emitted = if emit {
+                            socket.emit(event.as_str(), &payload)
+                        } else {
+                            Ok(())
+                        };
+                        let acked = ack.map_or(Ok(()), |a| a.send(&payload));
+                        if is_full(&emitted) || is_full(&acked) {
+                            full.push(sid);
+                        }
+                    }
+                }
+                Action::Emit { to, event, payload } => emit(st, &to, &event, &payload, &mut full),
+                Action::Http { req, status, body } => {
+                    if let Some(tx) = st.http.remove(&req) {
+                        tx.send((status, body)).ok();
+                    }
+                }
+            }
+        }
+        closing_of(st, full)
+    }
+}
+
+/// The sockets among `full` still connected here, to disconnect once the lock is released.
+fn closing_of(st: &State, full: Vec<String>) -> Vec<SocketRef> {
+    full.into_iter()
+        .filter_map(|sid| st.sockets.get(&sid).cloned())
+        .collect()
+}
+
+/// Disconnects sockets that could not take an event: their clients reconnect.
+fn close(sockets: Vec<SocketRef>) {
+    for socket in sockets {
+        metrics::dropped(1);
+        tracing::warn!(sid = %socket.id, "dropping a connection that cannot keep up");
+        socket.disconnect().ok();
+    }
+}
+
+fn is_full(r: &Result<(), SendError>) -> bool {
+    matches!(r, Err(SendError::Socket(SocketError::InternalChannelFull)))
+}
+
+/// The code of an owner's error answer, for the error counter.
+fn error_code(event: &str, payload: &RawValue) -> Option<signalroom_core::ErrorCode> {
+    if !event.ends_with("_error") {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct Coded {
+        code: signalroom_core::ErrorCode,
+    }
+    serde_json::from_str::<Coded>(payload.get())
+        .ok()
+        .map(|c| c.code)
+}
+
+/// Answers a socket's request here (emitted when the reply says so, and acked).
+fn answer_local(st: &mut State, sid: &str, reply: &Reply, full: &mut Vec<String>) {
+    if let Some(body) = reply.error_body() {
+        metrics::error(body.code);
+    }
+    let ack = st.acks.get_mut(sid).and_then(VecDeque::pop_front);
+    let (Some(socket), Some(raw)) = (st.sockets.get(sid), encode(&reply.event.payload)) else {
+        return;
+    };
+    let emitted = if reply.emit {
+        socket.emit(reply.event.name.as_str(), &raw)
+    } else {
+        Ok(())
+    };
+    let acked = ack.map_or(Ok(()), |a| a.send(&raw));
+    if is_full(&emitted) || is_full(&acked) {
+        full.push(sid.to_owned());
+    }
+}
+
+/// Emits one event to some local sockets, encoded once.
+fn emit(st: &State, to: &[String], event: &str, payload: &RawValue, full: &mut Vec<String>) {
+    let mut recipients = to.iter().filter_map(|sid| st.sockets.get(sid));
+    let Some(first) = recipients.next() else {
+        return;
+    };
+    let packet = match first.encode_emit(event, payload) {
+        Ok(packet) => packet,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a packet");
+            return;
+        }
+    };
+    for socket in std::iter::once(first).chain(recipients) {
+        match socket.emit_encoded(packet.clone()) {
+            Ok(()) if event == "signal" => metrics::signal_relayed(),
+            Ok(()) => {}
+            Err(SocketError::InternalChannelFull) => full.push(socket.id.to_string()),
+            Err(SocketError::Closed) => {}
+        }
+    }
+}
+
+/// Routes each command to its room's owner through Redis, one at a time and
+/// in order, so a socket's commands (and a disconnect after them) reach the
+/// owner in the order they were decided. A command that cannot be routed is
+/// lost; its request is answered `unavailable` by its timer.
+pub async fn send_commands(
+    node: String,
+    redis: Redis,
+    scripts: Arc<Scripts>,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    unsent: Arc<std::sync::atomic::AtomicUsize>,
+    boot: Arc<Boot>,
+) {
+    while let Some(command) = rx.recv().await {
+        route(&node, &redis, &scripts, &command, &boot).await;
+        // The sweep's commands are not counted: never below zero.
+        unsent
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .ok();
+    }
+}
+
+/// How long the sender waits before routing again a command that no node
+/// owns and this node may not claim yet, ms.
+const CLAIM_RETRY_MS: u64 = 100;
+
+/// Routes one command to its room's owner (claiming the room if nobody owns
+/// it). While this node may not claim rooms (Redis lost its data moments
+/// ago), a command for a room nobody owns is tried again until its deadline,
+/// by when the room's owner has written it back (or it is dropped, and its
+/// request answered `unavailable`). A departure is tried again until it is
+/// routed, whatever fails.
+async fn route(node: &str, redis: &Redis, scripts: &Scripts, command: &Command, boot: &Boot) {
+    let text = match serde_json::to_string(command) {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize a command");
+            return;
+        }
+    };
+    loop {
+        let trusted = boot.trusted();
+        match scripts
+            .route(redis, &command.room, node, &text, trusted.as_deref())
+            .await
+        {
+            Ok(Some(owner)) => {
+                if owner != node {
+                    counter!("signalroom_cluster_commands_forwarded_total").increment(1);
+                }
+                return;
+            }
+            Ok(None) if is_departure(command) || now().0 + CLAIM_RETRY_MS <= command.deadline => {
+                tokio::time::sleep(Duration::from_millis(CLAIM_RETRY_MS)).await;
+            }
+            Ok(None) => {
+                tracing::warn!(room = %command.room, "no owner and no claim yet: a command dropped");
+                return;
+            }
+            Err(e) if is_departure(command) => {
+                // A departure cannot be refused or answered `unavailable`: it
+                // waits for Redis (everything else fails meanwhile anyway).
+                tracing::warn!(error = %e, room = %command.room, "cannot route a departure yet");
+                tokio::time::sleep(Duration::from_millis(DEPARTURE_RETRY_MS)).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, room = %command.room, "cannot route a command");
+                return;
+            }
+        }
+    }
+}
+
+/// How long the sender waits before routing a departure again, ms.
+const DEPARTURE_RETRY_MS: u64 = 200;
+
+/// A socket's departure from a room (disconnected, or moved to another room).
+pub fn is_departure(command: &Command) -> bool {
+    matches!(
+        command.kind,
+        CommandKind::Disconnect { .. } | CommandKind::MovedOut { .. }
+    )
+}

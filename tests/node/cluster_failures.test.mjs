@@ -1,0 +1,258 @@
+// Cluster mode when things fail (docs/cluster.md "Failures", the contract's "Cluster"):
+// a node killed with SIGKILL has its peers removed within 10 s, each its own version, told
+// to the members on other nodes, whether it held members or owned the room; a node stopped
+// with SIGTERM leaves the same way and its rooms go on; after Redis restarts empty the
+// owners write their rooms back and a departure that could not be sent meanwhile is applied;
+// while Redis
+// hangs, a join answers `unavailable` and changes nothing, and works again once Redis answers.
+//
+// Every test starts its own private Redis and nodes (some are killed). The nodes are a build
+// with `--features cluster`, given by env SIGNALROOM_CLUSTER_BIN; without it these are skipped.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, connect, getJson, uniq, ids, withTimeout } from '../lib/server.mjs';
+import { startRedis } from '../lib/redis.mjs';
+
+const BIN = process.env.SIGNALROOM_CLUSTER_BIN;
+const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (a --features cluster build) is not set';
+/** The contract's bound for a dead node's peers to be removed. */
+const DEAD_NODE_MS = 10000;
+
+/** A private Redis, `n` nodes on it, and a cleanup for both and every client made. */
+async function cluster(n) {
+  const redis = await startRedis();
+  const nodes = await Promise.all([...Array(n).keys()].map((i) => startServer(
+    ['--redis-url', redis.url, '--node-id', `n${i + 1}`],
+    { bin: BIN },
+  )));
+  const clients = [];
+  const on = async (i) => {
+    const c = await connect(nodes[i].url);
+    clients.push(c);
+    return c;
+  };
+  const cleanup = async () => {
+    for (const c of clients) c.close();
+    await Promise.all(nodes.map((x) => x.stop()));
+    await redis.stop();
+  };
+  return { redis, nodes, on, cleanup };
+}
+
+/** Kills a node's process outright and waits for it to be gone. */
+async function kill(node) {
+  node.proc.kill('SIGKILL');
+  await node.exited;
+}
+
+test('a killed node\'s peers leave within 10 s, each its own version', { skip }, async () => {
+  const { nodes, on, cleanup } = await cluster(3);
+  try {
+    const room = uniq('dead');
+    const a = await on(0); // the first joiner's node owns the room
+    const d = await on(1);
+    const [b, c] = [await on(2), await on(2)];
+    await a.join(room, 'a');
+    await d.join(room, 'd', 'd', { updates: 'delta' });
+    await b.join(room, 'b');
+    await c.join(room, 'c');
+    await a.next('peer_list_updated', (p) => p.version === 4);
+    await d.next('peer_joined', (p) => p.version === 4);
+    await kill(nodes[2]);
+    const first = await d.next('peer_left', (p) => p.version === 5, DEAD_NODE_MS);
+    const second = await d.next('peer_left', (p) => p.version === 6, DEAD_NODE_MS);
+    assert.deepEqual([first.peer_id, second.peer_id], ['b', 'c']);
+    assert.equal(second.total_peers, 2);
+    await a.next('peer_list_updated', (p) => p.version === 5, DEAD_NODE_MS);
+    const last = await a.next('peer_list_updated', (p) => p.version === 6, DEAD_NODE_MS);
+    assert.deepEqual(ids(last.peers), ['a', 'd']);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a killed owner\'s room is taken over: its peers leave within 10 s and the room goes on', { skip }, async () => {
+  const { nodes, on, cleanup } = await cluster(3);
+  try {
+    const room = uniq('owner');
+    const a = await on(0); // n1 owns the room
+    const b = await on(1);
+    const c = await on(2);
+    await a.join(room, 'a');
+    await b.join(room, 'b');
+    await c.join(room, 'c');
+    await b.next('peer_list_updated', (p) => p.version === 3);
+    await kill(nodes[0]);
+    const seenByB = await b.next('peer_list_updated', (p) => p.version === 4, DEAD_NODE_MS);
+    assert.deepEqual(ids(seenByB.peers), ['b', 'c']);
+    assert.deepEqual(ids((await c.next('peer_list_updated', (p) => p.version === 4)).peers), ['b', 'c']);
+    // The new owner carries on from the snapshot: the next change is version 5.
+    const e = await on(1);
+    const joined = await e.join(room, 'e');
+    assert.equal(joined.success.version, 5);
+    assert.deepEqual(ids(joined.success.peers), ['b', 'c', 'e']);
+    assert.equal((await c.next('peer_list_updated', (p) => p.version === 5)).total_peers, 3);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('nodes that stop (SIGTERM): their peers leave, the rooms go on elsewhere', { skip }, async () => {
+  const { nodes, on, cleanup } = await cluster(3);
+  try {
+    const room = uniq('term');
+    const a = await on(0); // n1 owns the room
+    const b = await on(1);
+    const c = await on(2);
+    await a.join(room, 'a');
+    await b.join(room, 'b');
+    await c.join(room, 'c');
+    await b.next('peer_list_updated', (p) => p.version === 3);
+    // A member's node stops: its client is disconnected and leaves.
+    const cGone = c.disconnectedEvent();
+    assert.deepEqual(await nodes[2].stop(), { code: 0, signal: null });
+    await cGone;
+    assert.deepEqual(ids((await b.next('peer_list_updated', (p) => p.version === 4, DEAD_NODE_MS)).peers), ['a', 'b']);
+    // The owner's node stops: another node takes the room over and a leaves.
+    assert.deepEqual(await nodes[0].stop(), { code: 0, signal: null });
+    assert.deepEqual(ids((await b.next('peer_list_updated', (p) => p.version === 5, DEAD_NODE_MS)).peers), ['b']);
+    const e = await on(1);
+    const joined = await e.join(room, 'e');
+    assert.equal(joined.success.version, 6);
+    assert.deepEqual(ids(joined.success.peers), ['b', 'e']);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('while Redis hangs a join answers unavailable and changes nothing', { skip }, async () => {
+  const { redis, nodes, on, cleanup } = await cluster(2);
+  try {
+    const room = uniq('frozen');
+    const a = await on(0);
+    await a.join(room, 'a');
+    const b = await on(1);
+    redis.freeze();
+    let reply;
+    try {
+      reply = await b.ack('join_room', { room_name: room, peer_id: 'b', username: 'b' });
+      const event = await b.next('join_room_error');
+      assert.deepEqual(event, reply);
+    } finally {
+      redis.thaw();
+    }
+    assert.equal(reply.code, 'unavailable');
+    assert.equal(reply.error, 'Service unavailable, try again');
+    assert.equal(reply.room_name, room);
+    // Nothing was half-applied: a heard of no join, and b can join now, as version 2.
+    const joined = await b.join(room, 'b');
+    assert.equal(joined.success.version, 2);
+    assert.deepEqual(ids(joined.success.peers), ['a', 'b']);
+    assert.equal((await a.next('peer_list_updated')).version, 2);
+    assert.deepEqual(a.pending(), []);
+    assert.equal(nodes.length, 2);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('Redis restarted empty: the rooms are listed again within 10 s and go on', { skip }, async () => {
+  const { redis, nodes, on, cleanup } = await cluster(2);
+  try {
+    const room = uniq('empty');
+    const a = await on(0); // n1 owns the room
+    const b = await on(1);
+    await a.join(room, 'a');
+    await b.join(room, 'b');
+    await a.next('peer_list_updated', (p) => p.version === 2);
+    await redis.restart();
+    assert.equal(await redis.command('EXISTS', `sr:owner:${room}`), 0);
+    // Listed again, from the owner's memory, on every node (polled: nothing announces it).
+    await withTimeout((async () => {
+      for (;;) {
+        const listed = await Promise.all(nodes.map((n) => getJson(n.url, `/api/webrtc/rooms/${room}`)));
+        if (listed.every((r) => r.status === 200 && ids(r.body.peers).join() === 'a,b')) return;
+        await new Promise((resolve) => { setTimeout(resolve, 100); });
+      }
+    })(), 10000, 'the room listed again on every node');
+    // The room goes on where it was, for members on both nodes.
+    const c = await on(1);
+    const joined = await c.join(room, 'c');
+    assert.equal(joined.success.version, 3);
+    assert.deepEqual(ids(joined.success.peers), ['a', 'b', 'c']);
+    assert.equal((await a.next('peer_list_updated', (p) => p.version === 3)).total_peers, 3);
+    assert.equal((await b.next('peer_list_updated', (p) => p.version === 3)).total_peers, 3);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('Redis restarted empty: no node claims a room before its owner writes it back', { skip }, async () => {
+  const { redis, nodes, on, cleanup } = await cluster(2);
+  try {
+    const room = uniq('early');
+    const a = await on(0); // n1 owns the room
+    const b = await on(1);
+    await a.join(room, 'a');
+    await b.join(room, 'b');
+    await a.next('peer_list_updated', (p) => p.version === 2);
+    // The owner cannot write the room back while it is stopped.
+    nodes[0].proc.kill('SIGSTOP');
+    let reply;
+    try {
+      await redis.restart();
+      // n2 is back on the empty Redis (it registers and reads the new sr:boot in one beat).
+      await withTimeout((async () => {
+        while (await redis.command('EXISTS', 'sr:node:n2') !== 1) {
+          await new Promise((resolve) => { setTimeout(resolve, 50); });
+        }
+      })(), 5000, 'n2 registered again');
+      const c = await on(1);
+      reply = await c.ack('join_room', { room_name: room, peer_id: 'c', username: 'c' });
+      assert.equal(await redis.command('GET', `sr:owner:${room}`), null, 'n2 claimed the room');
+    } finally {
+      nodes[0].proc.kill('SIGCONT');
+    }
+    // Not an empty copy of the room: refused while Redis heals.
+    assert.equal(reply.code, 'unavailable', JSON.stringify(reply));
+    // The owner writes the room back (awaited: nothing announces it) and it goes on.
+    await withTimeout((async () => {
+      while (await redis.command('EXISTS', `sr:owner:${room}`) !== 1) {
+        await new Promise((resolve) => { setTimeout(resolve, 50); });
+      }
+    })(), 5000, 'n1 claimed its room again');
+    const d = await on(1);
+    const joined = await d.join(room, 'd');
+    assert.deepEqual(ids(joined.success.peers), ['a', 'b', 'd']);
+    assert.equal(joined.success.version, 3);
+    assert.equal((await a.next('peer_list_updated', (p) => p.version === 3)).total_peers, 3);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a disconnect while Redis is down is applied when it returns', { skip }, async () => {
+  const { redis, nodes, on, cleanup } = await cluster(2);
+  try {
+    const room = uniq('gone');
+    const a = await on(0); // n1 owns the room
+    const b = await on(1);
+    await a.join(room, 'a');
+    await b.join(room, 'b');
+    await a.next('peer_list_updated', (p) => p.version === 2);
+    await redis.kill();
+    b.close();
+    // n2 has tried to send b's departure and failed (its log says so).
+    await withTimeout((async () => {
+      while (!nodes[1].output.join('').includes('cannot route a departure yet')) {
+        await new Promise((resolve) => { setTimeout(resolve, 50); });
+      }
+    })(), 5000, 'n2 tried to route the departure');
+    await redis.restart();
+    const update = await a.next('peer_list_updated', (p) => p.version === 3, DEAD_NODE_MS);
+    assert.deepEqual(ids(update.peers), ['a']);
+  } finally {
+    await cleanup();
+  }
+});
