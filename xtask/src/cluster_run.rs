@@ -62,6 +62,16 @@ fn ports(nodes: u8) -> impl Iterator<Item = u16> {
 /// Builds the cluster server (kept at [`CLUSTER_BIN`]), then everything `run` builds.
 /// Returns the cluster server's path.
 pub fn build(root: &Path) -> Result<PathBuf> {
+    let bin = build_server(root)?;
+    crate::wasm::build()?;
+    Ok(bin)
+}
+
+/// Builds the release server with the `cluster` feature and keeps it at [`CLUSTER_BIN`],
+/// then the default release server again, so that `target/release/signalroom` is the one
+/// without the feature (cargo puts a fresh build's binary back in place). Returns the
+/// cluster server's path.
+pub fn build_server(root: &Path) -> Result<PathBuf> {
     sh(
         root,
         "cargo",
@@ -80,9 +90,11 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     std::fs::copy(root.join("target/release/signalroom"), &tmp)
         .context("cannot copy the cluster build of signalroom")?;
     std::fs::rename(&tmp, &bin).with_context(|| format!("cannot write {}", bin.display()))?;
-    // The default build again, so that target/release/signalroom is the one without
-    // the feature (cargo puts a fresh build's binary back in place).
-    crate::build::all()?;
+    sh(
+        root,
+        "cargo",
+        &["build", "--release", "-p", "signalroom-server"],
+    )?;
     Ok(bin)
 }
 
@@ -98,7 +110,7 @@ async fn serve(
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
     let mut redis = Redis::start(redis_bin).await?;
-    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let url = redis.url();
 
     let (stop, stopped) = watch::channel(Stop::Running);
     let mut running = JoinSet::new();
@@ -300,8 +312,9 @@ async fn wait_listening(name: &str, child: &mut Child, port: u16) -> Result<()> 
     }
 }
 
-/// The private Redis: its process, port and temporary directory.
-struct Redis {
+/// A private Redis: its process, port and temporary directory. Killed when dropped
+/// (its directory is then left behind: [`Redis::stop`] removes it).
+pub(crate) struct Redis {
     child: Child,
     pid: u32,
     port: u16,
@@ -311,8 +324,12 @@ struct Redis {
 impl Redis {
     /// Starts `redis-server` on a free port of 127.0.0.1 (a few tries: the port can be
     /// taken between the check and the bind) and waits until it answers PING.
-    async fn start(bin: &Path) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("signalroom-run-{}", std::process::id()));
+    pub(crate) async fn start(bin: &Path) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "signalroom-run-{}-{}",
+            std::process::id(),
+            free_port()?
+        ));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let log = dir.join("redis.log");
@@ -363,8 +380,13 @@ impl Redis {
         bail!("redis-server found no free port in 5 tries")
     }
 
+    /// Its URL, what `--redis-url` takes.
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
     /// SIGTERM, then SIGKILL if it lingers; removes its directory.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
             send_sigterm(self.pid);
             if tokio::time::timeout(GRACE, self.child.wait())
@@ -377,7 +399,7 @@ impl Redis {
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("run: cannot remove {}: {e}", self.dir.display());
         }
-        println!("run: Redis stopped");
+        eprintln!("run: Redis stopped");
     }
 }
 
@@ -403,4 +425,71 @@ async fn ping(port: u16) -> bool {
         tokio::time::timeout(Duration::from_secs(1), attempt).await,
         Ok(Ok(true))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    }
+
+    #[test]
+    fn ports_start_at_3001() {
+        assert_eq!(ports(3).collect::<Vec<_>>(), [3001, 3002, 3003]);
+        assert_eq!(ports(9).last(), Some(3009));
+    }
+
+    /// A private Redis answers PING, and is gone with its directory after `stop`.
+    /// Skipped where Debian's redis-server is not installed (`cargo xtask test` installs it).
+    #[test]
+    fn a_private_redis_starts_and_stops_without_a_trace() {
+        let bin = Path::new("/usr/bin/redis-server");
+        if !bin.exists() {
+            eprintln!("skipped: no {}", bin.display());
+            return;
+        }
+        runtime().block_on(async {
+            let redis = Redis::start(bin).await.expect("redis starts");
+            assert!(ping(redis.port).await);
+            let (port, pid, dir) = (redis.port, redis.pid, redis.dir.clone());
+            assert!(dir.exists());
+            redis.stop().await;
+            assert!(!ping(port).await);
+            assert!(!Path::new(&format!("/proc/{pid}")).exists());
+            assert!(!dir.exists());
+        });
+    }
+
+    /// A supervised child stops on the first request (SIGTERM), and one that ignores
+    /// SIGTERM is killed on the second.
+    #[test]
+    fn supervised_children_stop_then_die() {
+        runtime().block_on(async {
+            let (stop, stopped) = watch::channel(Stop::Running);
+            let mut cmd = Command::new("sleep");
+            cmd.arg("30");
+            let child = spawn(cmd, false).expect("sleep starts");
+            let pid = child.id().expect("a pid");
+            let task = tokio::spawn(supervise("a".into(), pid, child, stopped.clone()));
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", "trap '' TERM; while :; do sleep 0.1; done"]);
+            let child = spawn(cmd, false).expect("sh starts");
+            let stubborn_pid = child.id().expect("a pid");
+            let stubborn = tokio::spawn(supervise("b".into(), stubborn_pid, child, stopped));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            stop.send_replace(Stop::Terminate);
+            let (_, _, status) = task.await.expect("supervisor");
+            assert!(status.contains("SIGTERM"), "{status}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!stubborn.is_finished(), "it ignores SIGTERM");
+            stop.send_replace(Stop::Kill);
+            let (_, _, status) = stubborn.await.expect("supervisor");
+            assert!(status.contains("SIGKILL"), "{status}");
+        });
+    }
 }
