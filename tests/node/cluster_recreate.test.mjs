@@ -1,8 +1,11 @@
 // Cluster mode, a known bug kept as a `todo` test until the server fixes it (docs/protocol.md
-// "Cluster", README "Running several nodes"): a room that empties (and so is deleted) and is
-// then created again under the same name starts again at version 1, but a node that had
-// members of the earlier room still expects that room's next versions, and so holds back
-// the new room's updates from its members. Found by hand with `cargo xtask run --nodes 3`.
+// "Cluster", README "Running several nodes"): a room whose members disconnect (so it is
+// deleted) and which is then created again under the same name starts again at version 1,
+// but a node that had members of the earlier room still expects that room's next
+// versions, and so holds back the new room's updates from its members. Found by hand with
+// `cargo xtask run --nodes 3`. (When the members leave with `leave_room` instead, the new
+// room is heard: the difference seems to be that a disconnect forgets the room's sequence
+// at once, before the owner's batch for that change arrives and starts a new one.)
 //
 // Skipped unless SIGNALROOM_CLUSTER_BIN (a `--features cluster` build) is set; as a todo
 // test its failure is reported but does not fail the suite.
@@ -53,7 +56,7 @@ async function gone(room) {
   })(), 5000, `room ${room} to be deleted`);
 }
 
-test('a room emptied and created again: members on both nodes hear its new versions', { skip, todo }, async () => {
+test('a room emptied by disconnects and created again: members on both nodes hear its new versions', { skip, todo }, async () => {
   const room = uniq('again');
   const [a, b] = await Promise.all([on(0), on(1)]);
   await a.join(room, 'a');
