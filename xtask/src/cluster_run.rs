@@ -113,22 +113,14 @@ async fn serve(
     let url = redis.url();
 
     let (stop, stopped) = watch::channel(Stop::Running);
-    let mut running = JoinSet::new();
-    let mut table = Vec::new();
-    for (i, port) in ports(nodes).enumerate() {
-        let name = format!("node{}", i + 1);
-        let mut cmd = Command::new(bin);
-        cmd.current_dir(root)
-            .args(["--redis-url", &url, "--node-id", &name, "--www-dir", "www"])
-            .args(["--port", &port.to_string()])
-            .args(args);
-        let mut child = spawn(cmd, true).with_context(|| format!("cannot start {name}"))?;
-        let pid = child.id().context("a node exited as it started")?;
-        prefix_output(&name, &mut child);
-        wait_listening(&name, &mut child, port).await?;
-        table.push(format!("  {name}  http://127.0.0.1:{port}  pid {pid}"));
-        running.spawn(supervise(name, pid, child, stopped.clone()));
-    }
+    let (mut running, table) = match start_nodes(root, bin, &url, nodes, args, &stopped).await {
+        Ok(started) => started,
+        Err(e) => {
+            // The nodes started so far were killed with their tasks; Redis goes too.
+            redis.stop().await;
+            return Err(e);
+        }
+    };
     println!(
         "\n{nodes} signalroom node(s), sharing rooms through a private Redis at {url} (pid {}):",
         redis.pid
@@ -170,6 +162,35 @@ async fn serve(
     }
     redis.stop().await;
     Ok(())
+}
+
+/// Starts the nodes one after the other, each supervised once it listens. Returns the
+/// supervisors and one line a node for the table.
+async fn start_nodes(
+    root: &Path,
+    bin: &Path,
+    url: &str,
+    nodes: u8,
+    args: &[String],
+    stopped: &watch::Receiver<Stop>,
+) -> Result<(JoinSet<(String, u32, String)>, Vec<String>)> {
+    let mut running = JoinSet::new();
+    let mut table = Vec::new();
+    for (i, port) in ports(nodes).enumerate() {
+        let name = format!("node{}", i + 1);
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(root)
+            .args(["--redis-url", url, "--node-id", &name, "--www-dir", "www"])
+            .args(["--port", &port.to_string()])
+            .args(args);
+        let mut child = spawn(cmd, true).with_context(|| format!("cannot start {name}"))?;
+        let pid = child.id().context("a node exited as it started")?;
+        prefix_output(&name, &mut child);
+        wait_listening(&name, &mut child, port).await?;
+        table.push(format!("  {name}  http://127.0.0.1:{port}  pid {pid}"));
+        running.spawn(supervise(name, pid, child, stopped.clone()));
+    }
+    Ok((running, table))
 }
 
 /// What a signal asks of the nodes: the first to stop, the next to die now.
