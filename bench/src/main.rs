@@ -25,6 +25,8 @@ use std::time::Duration;
 )]
 struct Cli {
     /// The server: `http://127.0.0.1:PORT`, `ws://...` or `HOST:PORT`. Loopback only.
+    /// Several, comma-separated (the nodes of one cluster): each room's members are
+    /// connected to them in turn (peer 0 to the first, peer 1 to the second, ...).
     #[arg(long, default_value = "http://127.0.0.1:3001", global = true)]
     url: String,
     /// The server's process id, to report its CPU seconds and peak memory from /proc.
@@ -192,7 +194,12 @@ fn scenario_name(s: &Scenario) -> &'static str {
 }
 
 fn run(cli: Cli) -> Result<serde_json::Value> {
-    let addr = loopback_target(&cli.url)?;
+    let addrs = cli
+        .url
+        .split(',')
+        .map(|u| loopback_target(u.trim()))
+        .collect::<Result<Vec<_>>>()?;
+    let addr = *addrs.first().context("--url names no server")?;
     let nofile = raise_nofile();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.threads {
@@ -201,6 +208,7 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
     let rt = rt.enable_all().build()?;
     let t = Target {
         addr,
+        addrs,
         pid: cli.pid,
         connect_concurrency: cli.connect_concurrency,
         read_buffer: cli.read_buffer.clamp(1024, 1 << 22),

@@ -17,7 +17,7 @@ pub async fn churn(
 ) -> Result<Value> {
     let mut out = base("churn", label);
     let churners = churners.min(rooms * peers);
-    let (conns, _) = connect_all(t, rooms * peers).await?;
+    let (conns, _) = connect_all(t, rooms * peers, rooms).await?;
     let layout = Layout {
         prefix: run_prefix(),
         rooms,

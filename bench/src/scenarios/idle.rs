@@ -46,7 +46,7 @@ pub async fn idle(
     let n = rooms * peers;
     let meter = Meter::start(t.pid).await;
     let before = t.pid.and_then(procfs::sample);
-    let (conns, connect) = connect_all(t, n).await?;
+    let (conns, connect) = connect_all(t, n, rooms).await?;
     out.insert("connect_ms".into(), json!(ms(connect)));
     let conns = hold_phase(conns, Duration::from_millis(500)).await?;
     let connected = t.pid.and_then(procfs::sample);

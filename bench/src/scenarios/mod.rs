@@ -50,8 +50,10 @@ impl Updates {
 /// Where the server is and how to reach it.
 #[derive(Clone, Debug)]
 pub struct Target {
-    /// The server's loopback address.
+    /// The server's loopback address (the first node's, for a cluster).
     pub addr: SocketAddr,
+    /// Every node's address: one, unless the target is a cluster.
+    pub addrs: Vec<SocketAddr>,
     /// The server's process id, for `/proc` figures.
     pub pid: Option<u32>,
     /// How many WebSocket handshakes to run at once.
@@ -145,13 +147,22 @@ fn run_prefix() -> String {
     format!("b{:x}", nanos % (1 << 48))
 }
 
-/// Opens `n` connections, `concurrency` handshakes at a time.
-async fn connect_all(t: &Target, n: usize) -> Result<(Vec<Conn>, Duration)> {
+/// Opens `n` connections, `concurrency` handshakes at a time. Connection `i` is peer
+/// `i / rooms` of its room (see [`Layout`]); with several nodes, peer `p` of every room
+/// connects to node `p % nodes`, so that each room spans the nodes.
+async fn connect_all(t: &Target, n: usize, rooms: usize) -> Result<(Vec<Conn>, Duration)> {
     let t0 = Instant::now();
-    let (addr, read_buffer, parse) = (t.addr, t.read_buffer, t.parse);
+    let (read_buffer, parse) = (t.read_buffer, t.parse);
+    let node = |i: usize| {
+        let nodes = t.addrs.len().max(1);
+        t.addrs
+            .get(i / rooms.max(1) % nodes)
+            .copied()
+            .unwrap_or(t.addr)
+    };
     let mut conns = Vec::with_capacity(n);
     let mut stream = futures_util::stream::iter(0..n)
-        .map(|_| Conn::connect(addr, read_buffer, parse, Duration::from_secs(20)))
+        .map(|i| Conn::connect(node(i), read_buffer, parse, Duration::from_secs(20)))
         .buffer_unordered(t.connect_concurrency.max(1));
     while let Some(c) = stream.next().await {
         conns.push(c.with_context(|| format!("after {} of {n} connections", conns.len()))?);

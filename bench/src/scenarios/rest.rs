@@ -16,7 +16,7 @@ pub async fn rest(
 ) -> Result<Value> {
     let mut out = base("rest", label);
     let meter = Meter::start(t.pid).await;
-    let (conns, _) = connect_all(t, rooms * peers).await?;
+    let (conns, _) = connect_all(t, rooms * peers, rooms).await?;
     let mut clients = Vec::new();
     for _ in 0..http_conns.max(1) {
         clients.push(Http::connect(t.addr, "/api/webrtc/rooms").await?);

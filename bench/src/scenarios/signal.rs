@@ -17,7 +17,7 @@ pub async fn signal(
     out.insert("pairs".into(), json!(pairs));
     out.insert("window".into(), json!(window));
     out.insert("pad_bytes".into(), json!(pad));
-    let (conns, _) = connect_all(t, pairs * 2).await?;
+    let (conns, _) = connect_all(t, pairs * 2, pairs).await?;
     let layout = Layout {
         prefix: run_prefix(),
         rooms: pairs,

@@ -181,7 +181,7 @@ pub async fn storm(
     let mut out = base("storm", label);
     let meter = Meter::start(t.pid).await;
     let before = t.pid.and_then(procfs::sample);
-    let (conns, connect) = connect_all(t, rooms * peers).await?;
+    let (conns, connect) = connect_all(t, rooms * peers, rooms).await?;
     out.insert("connect_ms".into(), json!(ms(connect)));
     let layout = Layout {
         prefix: run_prefix(),

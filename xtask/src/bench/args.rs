@@ -58,6 +58,10 @@ pub(super) struct Args {
     /// Extra argument for `signalroom` (repeatable), e.g. `--server-arg=--max-peers=200`.
     #[arg(long, allow_hyphen_values = true)]
     pub(super) server_arg: Vec<String>,
+    /// Also run the storm, churn and signal scenarios against this many cluster nodes
+    /// (2-9) sharing a private Redis, each room's members spread over them.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(2..=9))]
+    pub(super) cluster: Option<u8>,
     /// Do not build (use the binaries already in target/release).
     #[arg(long)]
     pub(super) no_build: bool,

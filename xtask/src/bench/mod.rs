@@ -3,9 +3,12 @@
 //!
 //! Each run starts a fresh server, runs every scenario against it (one `signalroom-bench`
 //! process per scenario, one JSON line each), then stops it. Runs alternate between the
-//! servers so that a noisy moment of this shared machine hits both alike.
+//! servers so that a noisy moment of this shared machine hits both alike. With
+//! `--cluster N`, a cluster of N nodes is a third server for the storm, churn and signal
+//! scenarios (`cluster.rs`), and a second table sets its figures beside the single node's.
 
 mod args;
+mod cluster;
 mod sanity;
 mod servers;
 mod table;
@@ -78,10 +81,27 @@ pub fn main(raw: &[String]) -> Result<()> {
     if node_dir.is_some() {
         servers.push(Server::Node);
     }
+    let cluster_bins = match args.cluster {
+        Some(_) => {
+            // After the default build above: this one puts the default server back too.
+            let bin = if args.no_build {
+                root.join(crate::cluster_run::CLUSTER_BIN)
+            } else {
+                crate::cluster_run::build_server(&root)?
+            };
+            servers.push(Server::Cluster);
+            Some((bin, crate::setup::redis()?))
+        }
+        None => None,
+    };
     if servers.is_empty() {
         bail!("no server to benchmark");
     }
-    let results = run_all(&root, &bin, &args, &servers, node_dir.as_deref())?;
+    let cluster = cluster_bins
+        .as_ref()
+        .zip(args.cluster)
+        .map(|((bin, redis), n)| (bin.as_path(), redis.as_path(), n));
+    let results = run_all(&root, &bin, &args, &servers, node_dir.as_deref(), cluster)?;
     report(&root, &args, raw, &results)?;
     if args.smoke {
         check_sane(&results)?;
@@ -89,12 +109,16 @@ pub fn main(raw: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// A cluster to run: its server binary, redis-server and number of nodes.
+type ClusterBins<'a> = Option<(&'a Path, &'a Path, u8)>;
+
 fn run_all(
     root: &Path,
     bin: &Path,
     args: &Args,
     servers: &[Server],
     node_dir: Option<&Path>,
+    cluster_bins: ClusterBins<'_>,
 ) -> Result<Results> {
     let cases = cases(args);
     let logs = root.join("target/bench/logs");
@@ -107,22 +131,30 @@ fn run_all(
         eprintln!("bench: run {run}/{}", args.runs.max(1));
         for case in &cases {
             for &server in servers {
-                if server == Server::Node && !case.node {
+                if server == Server::Node && !case.node
+                    || server == Server::Cluster && !cluster::CASES.contains(&case.id)
+                {
                     continue;
                 }
                 let log = logs.join(format!("{}-{}-run{run}.log", server.name(), case.id));
-                let started = match (server, node_dir) {
-                    (Server::Signalroom, _) => {
-                        start_signalroom(&bin.join("signalroom"), &args.server_arg, &log)
+                let v = match (server, node_dir, cluster_bins) {
+                    (Server::Signalroom, _, _) => {
+                        let started =
+                            start_signalroom(&bin.join("signalroom"), &args.server_arg, &log);
+                        generate_single(&bench, server, started, case)
                     }
-                    (Server::Node, Some(dir)) => start_node(dir, &log),
-                    (Server::Node, None) => continue,
-                };
-                let v = match started {
-                    Ok(running) => generate(&bench, server, &running, case),
-                    Err(e) => {
-                        json!({"case": case.id, "error": format!("server did not start: {e:#}")})
+                    (Server::Node, Some(dir), _) => {
+                        generate_single(&bench, server, start_node(dir, &log), case)
                     }
+                    (Server::Cluster, _, Some((cluster_bin, redis_bin, n))) => {
+                        let extra = &args.server_arg;
+                        match cluster::Cluster::start(cluster_bin, redis_bin, n, extra, &log) {
+                            Ok(running) => running.generate(&bench, case),
+                            Err(e) => json!({"case": case.id,
+                                "error": format!("cluster did not start: {e:#}")}),
+                        }
+                    }
+                    _ => continue,
                 };
                 eprintln!(
                     "  {:<16} {:<10} {}",
@@ -140,6 +172,23 @@ fn run_all(
         }
     }
     Ok(results)
+}
+
+/// Runs one scenario against one server process, if it started.
+fn generate_single(
+    bench: &Path,
+    server: Server,
+    started: Result<servers::Running>,
+    case: &args::Case,
+) -> Value {
+    match started {
+        Ok(running) => {
+            let url = format!("http://127.0.0.1:{}", running.port);
+            let pid = running.child.id();
+            generate(bench, server.name(), &url, Some(pid), case)
+        }
+        Err(e) => json!({"case": case.id, "error": format!("server did not start: {e:#}")}),
+    }
 }
 
 fn summary_line(v: &Value) -> String {
@@ -177,6 +226,8 @@ fn report(root: &Path, args: &Args, raw: &[String], results: &Results) -> Result
     }
     let (rows, targets) = table(&med);
     print_table(&rows, &targets);
+    let cluster_rows = cluster::table(&med);
+    cluster::print(&cluster_rows, args.cluster.unwrap_or(0));
     let date = utc_now();
     let to_json = |m: &BTreeMap<Server, BTreeMap<&'static str, Map<String, Value>>>| {
         let mut o = Map::new();
@@ -208,6 +259,8 @@ fn report(root: &Path, args: &Args, raw: &[String], results: &Results) -> Result
         "smoke": args.smoke,
         "table": rows,
         "targets": targets,
+        "cluster_nodes": args.cluster,
+        "cluster_table": cluster_rows,
         "medians": to_json(&med),
         "raw": raw_runs,
     });
@@ -238,6 +291,6 @@ pub fn smoke() -> Result<()> {
     let args = Args::try_parse_from(["bench", "--smoke", "--no-build", "--only", "signalroom"])
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .smoke_sizes();
-    let results = run_all(&root, &bin, &args, &[Server::Signalroom], None)?;
+    let results = run_all(&root, &bin, &args, &[Server::Signalroom], None, None)?;
     check_sane(&results)
 }

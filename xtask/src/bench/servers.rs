@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 pub(super) enum Server {
     Signalroom,
     Node,
+    /// `--cluster N`: N signalroom nodes sharing one Redis.
+    Cluster,
 }
 
 impl Server {
@@ -25,6 +27,7 @@ impl Server {
         match self {
             Server::Signalroom => "signalroom",
             Server::Node => "node",
+            Server::Cluster => "cluster",
         }
     }
 }
@@ -183,21 +186,23 @@ pub(super) fn node_reference(root: &Path) -> Result<Option<PathBuf>> {
     Ok(Some(dst))
 }
 
-/// Runs one scenario: the generator's JSON line.
-pub(super) fn generate(bench: &Path, server: Server, running: &Running, case: &Case) -> Value {
-    let url = format!("http://127.0.0.1:{}", running.port);
+/// Runs one scenario against `url` (comma-separated for a cluster's nodes), whose process
+/// is `pid` if one: the generator's JSON line.
+pub(super) fn generate(
+    bench: &Path,
+    label: &str,
+    url: &str,
+    pid: Option<u32>,
+    case: &Case,
+) -> Value {
     let mut cmd = Command::new(bench);
-    cmd.args([
-        "--url",
-        &url,
-        "--pid",
-        &running.child.id().to_string(),
-        "--label",
-        server.name(),
-    ])
-    .args(&case.args)
-    .stdin(Stdio::null())
-    .stderr(Stdio::inherit());
+    cmd.args(["--url", url, "--label", label]);
+    if let Some(pid) = pid {
+        cmd.args(["--pid", &pid.to_string()]);
+    }
+    cmd.args(&case.args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
     let line = match cmd.output() {
         Ok(out) => String::from_utf8_lossy(&out.stdout)
             .lines()

@@ -1,0 +1,77 @@
+// Cluster mode, a known bug kept as a `todo` test until the server fixes it (docs/protocol.md
+// "Cluster", README "Running several nodes"): a room whose members disconnect (so it is
+// deleted) and which is then created again under the same name starts again at version 1,
+// but a node that had members of the earlier room still expects that room's next
+// versions, and so holds back the new room's updates from its members. Found by hand with
+// `cargo xtask run --nodes 3`. (When the members leave with `leave_room` instead, the new
+// room is heard: the difference seems to be that a disconnect forgets the room's sequence
+// at once, before the owner's batch for that change arrives and starts a new one.)
+//
+// Skipped unless SIGNALROOM_CLUSTER_BIN (a `--features cluster` build) is set; as a todo
+// test its failure is reported but does not fail the suite.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, connect, getJson, uniq, ids, withTimeout } from '../lib/server.mjs';
+import { startRedis } from '../lib/redis.mjs';
+
+const BIN = process.env.SIGNALROOM_CLUSTER_BIN;
+const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (a --features cluster build) is not set';
+const todo = 'server bug: a re-created room\'s versions are taken for stale ones';
+
+let redis;
+let nodes = [];
+const clients = [];
+
+before(async () => {
+  if (skip) return;
+  redis = await startRedis();
+  nodes = await Promise.all(['n1', 'n2'].map((id) => startServer(
+    ['--redis-url', redis.url, '--node-id', id],
+    { bin: BIN },
+  )));
+});
+
+after(async () => {
+  for (const c of clients) c.close();
+  await Promise.all(nodes.map((n) => n.stop()));
+  if (redis) await redis.stop();
+});
+
+/** A client connected to node `i` (0, 1). */
+async function on(i) {
+  const c = await connect(nodes[i].url);
+  clients.push(c);
+  return c;
+}
+
+/** Waits until no node lists `room` any more. */
+async function gone(room) {
+  await withTimeout((async () => {
+    for (;;) {
+      const r = await getJson(nodes[0].url, '/api/webrtc/rooms');
+      if (r.status === 200 && !(room in r.body)) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })(), 5000, `room ${room} to be deleted`);
+}
+
+test('a room emptied by disconnects and created again: members on both nodes hear its new versions', { skip, todo }, async () => {
+  const room = uniq('again');
+  const [a, b] = await Promise.all([on(0), on(1)]);
+  await a.join(room, 'a');
+  await b.join(room, 'b');
+  await a.next('peer_list_updated', (p) => p.room_name === room && p.version === 2);
+  a.close();
+  b.close();
+  await gone(room);
+
+  const [c, d] = await Promise.all([on(0), on(1)]);
+  c.emit('join_room', { room_name: room, peer_id: 'c', username: 'c' });
+  assert.equal((await c.next('join_room_success')).version, 1);
+  d.emit('join_room', { room_name: room, peer_id: 'd', username: 'd' });
+  assert.equal((await d.next('join_room_success')).version, 2);
+  // c, on the node that had a member of the earlier room, must hear of d's join.
+  const update = await c.next('peer_list_updated', (p) => p.room_name === room && p.version === 2, 3000);
+  assert.deepEqual(ids(update.peers), ['c', 'd']);
+});
