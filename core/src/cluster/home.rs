@@ -223,6 +223,11 @@ impl Home {
     pub fn receive(&mut self, batch: Batch, now: Timestamp, deadline: u64) -> Vec<Action> {
         let mut out = Vec::new();
         let (ready, stale) = match batch.slot {
+            // A room no socket here is in or joining is not sequenced: its batch
+            // (sent before the owner heard that the last one left) has no one to
+            // reach, and starting a sequence at its version would take a room of
+            // that name created later (versions from 1 again) for stale.
+            Some(_) if !self.follows(&batch.room) => (Vec::new(), vec![batch]),
             Some(slot) => {
                 let room = batch.room.clone();
                 let r = self.sequence.offer(&room, slot, batch, now);
@@ -365,15 +370,18 @@ impl Home {
         }
     }
 
+    /// Whether a socket here is in `room` or has a request in flight for it.
+    fn follows(&self, room: &str) -> bool {
+        self.sockets
+            .values()
+            .any(|l| l.room.as_deref() == Some(room))
+            || self.pending.values().any(|c| c.room == room)
+    }
+
     /// Stops sequencing a room once no socket here is in it or joining it: a
     /// room of that name created later starts its versions again at 1.
     fn release(&mut self, room: &str) {
-        let member = self
-            .sockets
-            .values()
-            .any(|l| l.room.as_deref() == Some(room));
-        let joining = self.pending.values().any(|c| c.room == room);
-        if !member && !joining {
+        if !self.follows(room) {
             self.sequence.forget(&room.to_owned());
         }
     }

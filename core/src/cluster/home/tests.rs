@@ -226,6 +226,25 @@ fn leaving_ends_the_room_here_so_a_new_room_of_that_name_starts_afresh() {
 }
 
 #[test]
+fn a_batch_sent_after_the_last_member_here_left_does_not_hide_a_new_room_of_that_name() {
+    // The one socket here in "r" disconnects; before its owner hears of it, another
+    // member leaves and the owner sends that change (version 3) to this node too.
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    h.receive(reply("r", 2, 1, "join_room_success", vec![]), T0, 9);
+    h.disconnect("s", 9);
+    assert!(h.receive(update("r", 3, &["s"]), T0, 9).is_empty());
+    // The room empties and is created again: its versions start at 1 and reach a new
+    // socket here, its own answer and the update of the next join alike.
+    h.connect("s");
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    let out = h.receive(reply("r", 1, 3, "join_room_success", vec![]), T0, 9);
+    assert!(matches!(&out[0], Action::Reply { .. }), "{out:?}");
+    let out = h.receive(update("r", 2, &["s"]), T0, 9);
+    assert_eq!(emitted(&out), [(vec!["s".to_owned()], 2)]);
+}
+
+#[test]
 fn a_disconnect_reaches_its_room_and_the_room_it_was_joining() {
     let mut h = home();
     h.event("s", ClientEvent::JoinRoom, join("a"), false, 9);
