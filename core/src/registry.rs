@@ -629,7 +629,15 @@ impl<C: Clone + Eq + Hash> Registry<C> {
     fn close(&mut self, conn: &C, reason: LeaveReason) -> Vec<Delivery<C>> {
         self.open.remove(conn);
         self.grants.remove(conn);
-        self.remove_conn(conn, reason)
+        let deliveries = self.remove_conn(conn, reason);
+        if self.open.is_empty() {
+            // Deletion markers would make maps that are refilled and emptied over
+            // and over grow to twice their peak; emptied ones give their tables back.
+            self.open.shrink_to_fit();
+            self.grants.shrink_to_fit();
+            self.sessions.shrink_to_fit();
+        }
+        deliveries
     }
 
     fn remove_conn(&mut self, conn: &C, reason: LeaveReason) -> Vec<Delivery<C>> {

@@ -83,6 +83,42 @@ fn payload(d: &Delivery<u32>) -> serde_json::Value {
 }
 
 #[test]
+fn an_emptied_registry_gives_its_tables_back() {
+    // Filled and emptied over and over, maps with removal markers would grow to twice
+    // their peak; an emptied registry holds no table at all (`cargo xtask soak`).
+    let mut r = reg(10);
+    for round in 0..3 {
+        for conn in 0..500u32 {
+            join(
+                &mut r,
+                conn,
+                &format!("room-{}", conn % 50),
+                &format!("p{conn}"),
+                "u",
+            );
+        }
+        assert!(r.sessions.capacity() >= 500, "round {round}");
+        for conn in 0..500u32 {
+            if conn % 2 == 0 {
+                r.disconnect(&conn);
+            } else {
+                r.drop_connection(&conn);
+            }
+        }
+        assert_eq!(
+            (
+                r.open.capacity(),
+                r.sessions.capacity(),
+                r.grants.capacity()
+            ),
+            (0, 0, 0),
+            "round {round}"
+        );
+        assert!(r.rooms.is_empty());
+    }
+}
+
+#[test]
 fn first_join_creates_the_room_at_version_one() {
     let mut r = reg(10);
     let o = join(&mut r, 1, "room", "a", "Alice");

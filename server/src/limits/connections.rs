@@ -68,6 +68,11 @@ impl Book {
             if let Some(ip) = ip {
                 self.forget_ip(ip);
             }
+            if self.conns.is_empty() {
+                // An emptied map gives its table back (deletion markers would make
+                // a map refilled over and over grow to twice its peak).
+                self.conns.shrink_to_fit();
+            }
         }
     }
 
@@ -137,6 +142,9 @@ impl Book {
         if let Some(p) = self.polling.remove(&sid) {
             self.total = self.total.saturating_sub(1);
             self.forget_ip(p.ip);
+            if self.polling.is_empty() {
+                self.polling.shrink_to_fit();
+            }
         }
     }
 
@@ -195,6 +203,27 @@ mod tests {
 
     fn caps(total: usize, per_ip: usize) -> Caps {
         Caps { total, per_ip }
+    }
+
+    #[test]
+    fn emptied_maps_give_their_tables_back() {
+        let mut b = Book::default();
+        let now = Instant::now();
+        let sids: Vec<Sid> = (0..300u64)
+            .map(|conn| {
+                b.open(conn);
+                b.identify(conn, A);
+                let sid = Sid::new();
+                b.polling_created(conn, sid, A, now);
+                sid
+            })
+            .collect();
+        for (conn, sid) in sids.into_iter().enumerate() {
+            b.release(conn as u64);
+            b.socket_gone(sid);
+        }
+        assert_eq!(b.total(), 0);
+        assert_eq!((b.conns.capacity(), b.polling.capacity()), (0, 0));
     }
 
     #[test]
