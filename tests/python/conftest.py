@@ -4,6 +4,7 @@ The binary comes from env SIGNALROOM_BIN (default <repo>/target/release/signalro
 SIGNALROOM_REFERENCE=/path/to/node-reference/server.js runs the Node reference server instead.
 """
 
+import contextlib
 import os
 import queue
 import re
@@ -19,16 +20,17 @@ BIN = os.environ.get("SIGNALROOM_BIN", str(REPO / "target" / "release" / "signal
 START_TIMEOUT_S = 15
 
 
-@pytest.fixture(scope="module")
-def server_url():
-    reference = os.environ.get("SIGNALROOM_REFERENCE")
-    if reference:
-        cmd = ["node", reference]
-        pattern = re.compile(r"http://127\.0\.0\.1:(\d+)")
-    else:
-        cmd = [BIN, "--host", "127.0.0.1", "--port", "0"]
-        pattern = re.compile(r"^signalroom listening on http://127\.0\.0\.1:(\d+)$")
-    env = {**os.environ, "PORT": "0", "HOST": "127.0.0.1", "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+LISTENING = re.compile(r"^signalroom listening on http://127\.0\.0\.1:(\d+)$")
+
+
+@contextlib.contextmanager
+def running(cmd, pattern=LISTENING, env=None):
+    """Runs `cmd` while the block runs; yields `http://127.0.0.1:PORT` from its listening line.
+
+    At the end the process gets SIGTERM (then SIGKILL after 10 s); `proc.returncode` on the
+    yielded handle's `.proc` tells how it ended.
+    """
+    env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **(env or {})}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     lines: "queue.Queue[str | None]" = queue.Queue()
 
@@ -38,24 +40,45 @@ def server_url():
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
-    port = None
+    handle = Running(proc)
     try:
-        while port is None:
-            line = lines.get(timeout=START_TIMEOUT_S)
+        while handle.url is None:
+            try:
+                line = lines.get(timeout=START_TIMEOUT_S)
+            except queue.Empty:
+                raise RuntimeError(f"no listening line within {START_TIMEOUT_S} s: {cmd}") from None
             if line is None:
-                raise RuntimeError(f"server exited early: {cmd}")
+                raise RuntimeError(f"exited early: {cmd}")
             m = pattern.search(line)
             if m:
-                port = int(m.group(1))
-    except queue.Empty:
-        proc.kill()
-        raise RuntimeError(f"server did not print its listening line within {START_TIMEOUT_S} s: {cmd}")
-    yield f"http://127.0.0.1:{port}"
-    proc.send_signal(signal.SIGTERM)
-    try:
-        code = proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+                handle.url = f"http://127.0.0.1:{m.group(1)}"
+        yield handle
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Running:
+    """A process started by `running`: its URL once it listens, and the process."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.url = None
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    reference = os.environ.get("SIGNALROOM_REFERENCE")
+    if reference:
+        cmd, pattern = ["node", reference], re.compile(r"http://127\.0\.0\.1:(\d+)")
+    else:
+        cmd, pattern = [BIN, "--host", "127.0.0.1", "--port", "0"], LISTENING
+    with running(cmd, pattern, env={"PORT": "0", "HOST": "127.0.0.1"}) as server:
+        yield server.url
     if not reference:
-        assert code == 0, f"signalroom exited with {code} on SIGTERM"
+        assert server.proc.returncode == 0, f"signalroom exited with {server.proc.returncode} on SIGTERM"

@@ -9,19 +9,13 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import queue
-import re
-import signal
-import subprocess
-import threading
 import time
 import uuid
 
 import pytest
 import socketio
 
-from conftest import BIN
+from conftest import BIN, running
 
 SECRET = "py-secret-0123456789"
 TIMEOUT_S = 5
@@ -55,21 +49,8 @@ BAD = {
 
 @pytest.fixture(scope="module")
 def url():
-    cmd = [BIN, "--host", "127.0.0.1", "--port", "0", "--auth-secret", SECRET]
-    env = {**os.environ, "PORT": "0", "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    lines: "queue.Queue[str | None]" = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout] and lines.put(None), daemon=True).start()
-    try:
-        line = lines.get(timeout=15) or ""
-        port = re.search(r"http://127\.0\.0\.1:(\d+)", line).group(1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with running([BIN, "--host", "127.0.0.1", "--port", "0", "--auth-secret", SECRET], env={"PORT": "0"}) as server:
+        yield server.url
 
 
 async def refused(url, auth):

@@ -82,13 +82,14 @@ pub fn all() -> Result<()> {
 
     let bin = root.join("target/release/signalroom");
     let bin = bin.to_str().context("repo path is not UTF-8")?;
-    let env = [("SIGNALROOM_BIN", bin), ("SIGNALROOM_REDIS_BIN", redis_bin)];
-    let node_env = [
+    // The cluster tests (tests/node/cluster_*, tests/python/test_cluster.py) run the
+    // cluster build kept above.
+    let env = [
         ("SIGNALROOM_BIN", bin),
         ("SIGNALROOM_REDIS_BIN", redis_bin),
         ("SIGNALROOM_CLUSTER_BIN", cluster_bin.as_str()),
     ];
-    run_env(&root, "node", &["--test", "tests/node/"], &node_env)?;
+    run_env(&root, "node", &["--test", "tests/node/"], &env)?;
     let python = python.to_str().context("venv path is not UTF-8")?;
     run_env(&root, python, &["-m", "pytest", "-q", "tests/python"], &env)?;
     // The browser library: its bindings in headless Chromium, then the Playwright suite.
