@@ -68,11 +68,7 @@ impl Book {
             if let Some(ip) = ip {
                 self.forget_ip(ip);
             }
-            if self.conns.is_empty() {
-                // An emptied map gives its table back (deletion markers would make
-                // a map refilled over and over grow to twice its peak).
-                self.conns.shrink_to_fit();
-            }
+            tidy(&mut self.conns);
         }
     }
 
@@ -142,9 +138,7 @@ impl Book {
         if let Some(p) = self.polling.remove(&sid) {
             self.total = self.total.saturating_sub(1);
             self.forget_ip(p.ip);
-            if self.polling.is_empty() {
-                self.polling.shrink_to_fit();
-            }
+            tidy(&mut self.polling);
         }
     }
 
@@ -194,6 +188,17 @@ impl Book {
     }
 }
 
+/// Gives back most of a map's table once it holds under a quarter of what the table
+/// can: deletion markers would otherwise make a map that fills and drains over and over
+/// grow to twice its peak, and a map drained to a few entries (a keep-alive connection
+/// that outlives its burst) would keep the table of its peak. Shrinking to twice the
+/// entries leaves room to grow again, so a map never shrinks more often than it halves.
+fn tidy<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.len() * 4 < map.capacity() && (map.is_empty() || map.capacity() > 16) {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +229,21 @@ mod tests {
         }
         assert_eq!(b.total(), 0);
         assert_eq!((b.conns.capacity(), b.polling.capacity()), (0, 0));
+    }
+
+    #[test]
+    fn a_map_drained_to_a_few_entries_keeps_a_small_table() {
+        // A keep-alive connection that outlives a burst of 1,000 must not keep the
+        // burst's table (the soak samples memory while its own scrape is connected).
+        let mut b = Book::default();
+        for conn in 0..1000u64 {
+            b.open(conn);
+        }
+        for conn in 1..1000u64 {
+            b.release(conn);
+        }
+        assert_eq!(b.total(), 1);
+        assert!(b.conns.capacity() <= 16, "capacity {}", b.conns.capacity());
     }
 
     #[test]
