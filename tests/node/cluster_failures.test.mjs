@@ -6,8 +6,8 @@
 // while Redis
 // hangs, a join answers `unavailable` and changes nothing, and works again once Redis answers.
 //
-// Every test starts its own private Redis and nodes (some are killed). The nodes are a build
-// with `--features cluster`, given by env SIGNALROOM_CLUSTER_BIN; without it these are skipped.
+// Every test starts its own private Redis and nodes (some are killed). The nodes are the server
+// binary given by env SIGNALROOM_CLUSTER_BIN; without it these are skipped.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +15,7 @@ import { startServer, connect, getJson, uniq, ids, withTimeout } from '../lib/se
 import { startRedis } from '../lib/redis.mjs';
 
 const BIN = process.env.SIGNALROOM_CLUSTER_BIN;
-const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (a --features cluster build) is not set';
+const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is not set';
 /** The contract's bound for a dead node's peers to be removed. */
 const DEAD_NODE_MS = 10000;
 

@@ -7,7 +7,7 @@
 // (fixed in core/src/cluster/home.rs: a room no local socket is in or joining is not
 // sequenced).
 //
-// Skipped unless SIGNALROOM_CLUSTER_BIN (a `--features cluster` build) is set.
+// Skipped unless SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is set.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +15,7 @@ import { startServer, connect, getJson, uniq, ids, withTimeout } from '../lib/se
 import { startRedis } from '../lib/redis.mjs';
 
 const BIN = process.env.SIGNALROOM_CLUSTER_BIN;
-const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (a --features cluster build) is not set';
+const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is not set';
 
 let redis;
 let nodes = [];

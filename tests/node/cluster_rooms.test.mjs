@@ -5,7 +5,7 @@
 // node lists the rooms identically over REST; HTTP peers join and leave through any node,
 // and their leases run out at the room's owner.
 //
-// The nodes are a build with `--features cluster`, given by env SIGNALROOM_CLUSTER_BIN
+// The nodes are the server binary given by env SIGNALROOM_CLUSTER_BIN
 // (`cargo xtask test` sets it); without it these tests are skipped.
 
 import { test, before, after } from 'node:test';
@@ -14,7 +14,7 @@ import { startServer, connect, getJson, postJson, uniq, ids, request } from '../
 import { startRedis } from '../lib/redis.mjs';
 
 const BIN = process.env.SIGNALROOM_CLUSTER_BIN;
-const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (a --features cluster build) is not set';
+const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is not set';
 
 /** The HTTP peers' lease, seconds. */
 const HTTP_TTL_S = 3;

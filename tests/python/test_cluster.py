@@ -4,7 +4,7 @@ Clients of the original guide's kind (python-socketio AsyncClient, the guide's e
 different nodes meet in one room, see the same lists in version order, relay `signal` to each
 other across nodes, and see a peer of another node leave; every node lists the room alike.
 
-The nodes are a `--features cluster` build given by env SIGNALROOM_CLUSTER_BIN (`cargo xtask
+The nodes are the server binary given by env SIGNALROOM_CLUSTER_BIN (`cargo xtask
 test` sets it); without it this module is skipped. Redis is SIGNALROOM_REDIS_BIN (or
 `redis-server` on PATH), started on a free port with no persistence: never the system service.
 """
