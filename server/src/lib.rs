@@ -160,18 +160,17 @@ pub async fn serve(
     #[cfg(feature = "cluster")]
     let cluster = match &config.redis_url {
         Some(url) => {
-            if config.auth_secret().is_some() || !config.webhook_urls.is_empty() {
-                anyhow::bail!(
-                    "cluster mode does not support access tokens or webhooks yet (docs/cluster.md)"
-                );
-            }
-            let rooms = hub.lock().registry.config().clone();
+            let (rooms, webhooks) = {
+                let inner = hub.lock();
+                (inner.registry.config().clone(), inner.webhooks())
+            };
             let cluster = cluster::Cluster::start(
                 url,
                 config.node_id.clone(),
                 addr,
                 hub.health.clone(),
                 rooms,
+                webhooks,
             )?;
             hub.cluster.set(cluster.clone()).ok();
             Some(cluster)
