@@ -4,7 +4,8 @@
 // --webhook-url. A token is checked where its client connects; a join (socket or REST) is
 // judged by the room's owner, in the single node's order; join answers carry TURN
 // credentials whichever node owns the room; each committed change reaches the webhook
-// receiver once (not once per node), in version order.
+// receiver once (not once per node), in version order, and after an owner dies the new
+// owner sends only its own changes.
 //
 // The nodes are a build with `--features cluster`, given by env SIGNALROOM_CLUSTER_BIN
 // (`cargo xtask test` sets it); without it these tests are skipped.
@@ -284,4 +285,68 @@ test('webhooks: each change of a room spanning three nodes is delivered once, in
   const deliveries = new Set(mine.map((d) => d.headers['x-signalroom-delivery']));
   assert.equal(deliveries.size, mine.length, 'one delivery id per change');
   for (const d of mine) assert.equal(d.body.id, d.headers['x-signalroom-delivery']);
+});
+
+test('webhooks after an owner dies: the new owner sends its own changes once, none of the old ones again', { skip }, async () => {
+  const own = await startRedis();
+  const receiver2 = await receiver();
+  const three = await Promise.all(['k1', 'k2', 'k3'].map((id) => startServer(
+    ['--redis-url', own.url, '--node-id', id, '--webhook-url', receiver2.url], { bin: BIN },
+  )));
+  const mine = [];
+  const at = async (i) => {
+    const c = await connect(three[i].url);
+    mine.push(c);
+    return c;
+  };
+  try {
+    const room = uniq('takeover');
+    const a = await at(0); // k1 owns the room
+    const b = await at(1);
+    const c = await at(2);
+    await a.join(room, 'a');
+    await b.join(room, 'b');
+    await c.join(room, 'c');
+    const delivered = (event, version) => receiver2.until(
+      (d) => d.body.room_name === room && d.body.event === event && d.body.version === version,
+      `${event} v${version}`,
+    );
+    await delivered('peer_joined', 3);
+    three[0].proc.kill('SIGKILL');
+    await three[0].exited;
+    // The new owner (k2 or k3) takes the room over and removes a (reason dropped).
+    await b.next('peer_list_updated', (p) => p.room_name === room && p.version === 4, 12_000);
+    const e = await at(1);
+    await e.join(room, 'e');
+    await b.ack('leave_room', {});
+    await c.ack('leave_room', {});
+    await e.ack('leave_room', {});
+    await delivered('room_finished', 8);
+    // Flush the living nodes' senders (see the test above).
+    await Promise.all([1, 2].map(async (i) => {
+      const flush = uniq(`flush${i}`);
+      const f = await at(i);
+      await f.join(flush, 'f');
+      await f.ack('leave_room', {});
+      await receiver2.until((d) => d.body.room_name === flush && d.body.event === 'room_finished', `room_finished of ${flush}`);
+    }));
+    assert.deepEqual(receiver2.got.filter((d) => d.body.room_name === room).map((d) => summary(d.body)), [
+      'room_started v1',
+      'peer_joined v1 a',
+      'peer_joined v2 b',
+      'peer_joined v3 c',
+      'peer_left v4 a:dropped',
+      'peer_joined v5 e',
+      'peer_left v6 b:left',
+      'peer_left v7 c:left',
+      'peer_left v8 e:left',
+      'room_finished v8',
+    ]);
+  } finally {
+    for (const c of mine) c.close();
+    await Promise.all(three.map((n) => n.stop()));
+    await own.stop();
+    receiver2.srv.closeAllConnections();
+    receiver2.srv.close();
+  }
 });
