@@ -342,6 +342,12 @@ impl<C: Clone + Eq + Hash> Registry<C> {
         self.grants.insert(conn.clone(), grant);
     }
 
+    /// The claims recorded for `conn` by [`Registry::grant`], if any (a
+    /// cluster node carries them to the owners of the rooms it joins).
+    pub fn grant_of(&self, conn: &C) -> Option<&Grant> {
+        self.grants.get(conn)
+    }
+
     /// A connection opened: from now on its commands are handled.
     pub fn connect(&mut self, conn: &C) {
         self.open.insert(conn.clone());

@@ -235,7 +235,10 @@ async fn join_room(
     #[cfg(feature = "cluster")]
     if let Some(cluster) = api.hub.cluster.get() {
         let kind = signalroom_core::cluster::wire::CommandKind::HttpJoin { body: value };
-        let (status, body) = cluster.http(room_name, kind).await.map_err(ApiError)?;
+        let (status, body) = cluster
+            .http(room_name, kind, grant(&g).cloned())
+            .await
+            .map_err(ApiError)?;
         return Ok(forwarded(status, &body));
     }
     let (result, closing) = {
@@ -274,7 +277,10 @@ async fn remove_peer(
     #[cfg(feature = "cluster")]
     if let Some(cluster) = api.hub.cluster.get() {
         let kind = signalroom_core::cluster::wire::CommandKind::HttpLeave { peer_id };
-        let (status, body) = cluster.http(room_name, kind).await.map_err(ApiError)?;
+        let (status, body) = cluster
+            .http(room_name, kind, grant(&g).cloned())
+            .await
+            .map_err(ApiError)?;
         return Ok(forwarded(status, &body));
     }
     let closing = {

@@ -106,6 +106,12 @@ impl Hub {
 }
 
 impl Inner {
+    /// Where room changes are POSTed, if anywhere (a cluster's owners send theirs there too).
+    #[cfg(feature = "cluster")]
+    pub fn webhooks(&self) -> Option<Arc<Webhooks>> {
+        self.webhooks.clone()
+    }
+
     /// Registers a connected socket: the registry opens it and deliveries can reach it.
     pub fn add_socket(&mut self, socket: SocketRef) {
         self.registry.connect(&socket.id);

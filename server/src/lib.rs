@@ -148,7 +148,8 @@ async fn expire_leases(hub: Arc<Hub>) {
 }
 
 /// Serves on `listener` until `shutdown` resolves, then disconnects every
-/// client cleanly and returns.
+/// client cleanly and returns. Prints the listening line on stdout once
+/// everything has started (a start-up error comes before it, never after).
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -160,18 +161,17 @@ pub async fn serve(
     #[cfg(feature = "cluster")]
     let cluster = match &config.redis_url {
         Some(url) => {
-            if config.auth_secret().is_some() || !config.webhook_urls.is_empty() {
-                anyhow::bail!(
-                    "cluster mode does not support access tokens or webhooks yet (docs/cluster.md)"
-                );
-            }
-            let rooms = hub.lock().registry.config().clone();
+            let (rooms, webhooks) = {
+                let inner = hub.lock();
+                (inner.registry.config().clone(), inner.webhooks())
+            };
             let cluster = cluster::Cluster::start(
                 url,
                 config.node_id.clone(),
                 addr,
                 hub.health.clone(),
                 rooms,
+                webhooks,
             )?;
             hub.cluster.set(cluster.clone()).ok();
             Some(cluster)
@@ -179,6 +179,8 @@ pub async fn serve(
         None => None,
     };
     let timer = tokio::spawn(expire_leases(hub));
+    // One line on stdout, for people and for tests that start the server on port 0.
+    println!("signalroom listening on http://{addr}");
     tracing::info!(%addr, www = %config.www_dir, "signalroom listening");
     let grace = Config::seconds(config.shutdown_timeout);
     listen::run(listener, router, limits, shutdown, io.close(), grace).await;

@@ -52,7 +52,8 @@ fn main() -> anyhow::Result<()> {
         .block_on(run(config))
 }
 
-/// Binds, prints the listening line and serves until SIGINT/SIGTERM.
+/// Binds and serves until SIGINT/SIGTERM (`serve` prints the listening line
+/// once everything has started).
 async fn run(config: Config) -> anyhow::Result<()> {
     // Listen for SIGINT/SIGTERM before the listening line: a supervisor (or a test)
     // that stops the server right after that line must not kill it unhandled.
@@ -61,9 +62,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
-    // One line on stdout, for people and for tests that start the server on port 0.
-    println!("signalroom listening on http://{local}");
     serve(config, listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())

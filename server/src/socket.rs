@@ -35,7 +35,10 @@ pub async fn register(
     socket.on_disconnect(async |_: Departed| {});
     #[cfg(feature = "cluster")]
     if let Some(cluster) = hub.cluster.get() {
-        cluster.connect(socket.clone());
+        // The token was checked by the middleware before this one, which
+        // recorded its claims in the local registry.
+        let grant = hub.lock().registry.grant_of(&socket.id).cloned();
+        cluster.connect(socket.clone(), grant);
     }
     hub.lock().add_socket(socket);
     Ok(())

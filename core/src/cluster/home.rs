@@ -23,6 +23,7 @@ use serde_json::value::RawValue;
 
 use super::Resequencer;
 use super::wire::{Batch, BatchReply, Command, CommandKind};
+use crate::access::Grant;
 use crate::registry::{ClientEvent, Config, Registry, Reply};
 use crate::time::Timestamp;
 use crate::validate::parse_join_text;
@@ -85,6 +86,9 @@ struct Local {
     busy: Option<u64>,
     /// Requests waiting for it.
     queue: VecDeque<Queued>,
+    /// The claims of the token it connected with: its joins carry them to
+    /// the room's owner, which judges them.
+    grant: Option<Grant>,
 }
 
 /// A node's sockets, their requests in flight, and their rooms' sequences.
@@ -117,6 +121,14 @@ impl Home {
     /// A socket connected.
     pub fn connect(&mut self, sid: &str) {
         self.sockets.entry(sid.to_owned()).or_default();
+    }
+
+    /// Records the claims of the access token a connected socket presented:
+    /// every later `join_room` of it carries them to the room's owner.
+    pub fn grant(&mut self, sid: &str, grant: Grant) {
+        if let Some(local) = self.sockets.get_mut(sid) {
+            local.grant = Some(grant);
+        }
     }
 
     /// The room a socket is in, as far as this node knows.
@@ -185,13 +197,18 @@ impl Home {
                 }
                 continue;
             };
+            // Only a join is judged against the token (as on one node).
+            let grant = (q.event == ClientEvent::JoinRoom)
+                .then(|| local.grant.clone())
+                .flatten();
             let kind = CommandKind::Event {
                 sid: sid.to_owned(),
                 event: q.event.as_str().to_owned(),
                 payload: q.payload,
                 binary: q.binary,
             };
-            let command = self.command(room, deadline, kind);
+            let mut command = self.command(room, deadline, kind);
+            command.grant = grant;
             if let Some(local) = self.sockets.get_mut(sid) {
                 local.busy = Some(command.req);
             }
@@ -367,6 +384,7 @@ impl Home {
             req,
             deadline,
             kind,
+            grant: None,
         }
     }
 

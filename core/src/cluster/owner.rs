@@ -22,7 +22,7 @@ use serde_json::value::{RawValue, to_raw_value};
 use super::wire::{Batch, BatchEvent, BatchReply, Command, CommandKind};
 use super::{ConnId, Slot, split_by_node};
 use crate::protocol::{Payload, RoomInfo};
-use crate::registry::{ClientEvent, Config, Delivery, Registry, Reply};
+use crate::registry::{ClientEvent, Config, Delivery, Registry, Reply, RoomChange};
 use crate::registry::{HolderSnapshot, RoomSnapshot, SnapshotError};
 use crate::time::Timestamp;
 
@@ -51,6 +51,10 @@ pub struct Step {
     pub batches: Vec<(String, Batch)>,
     /// The room before the step, for [`Owner::rollback`].
     pub before: Option<RoomSnapshot<ConnId>>,
+    /// The room's changes, oldest first: once the step is committed, what
+    /// its webhooks say (`crate::webhook`), exactly as one node's registry
+    /// records them; none for a step that is not committed.
+    pub changes: Vec<RoomChange>,
 }
 
 impl Step {
@@ -59,6 +63,7 @@ impl Step {
             commit: Commit::Unchanged,
             batches: Vec::new(),
             before,
+            changes: Vec::new(),
         }
     }
 }
@@ -191,6 +196,10 @@ impl Owner {
                 };
                 let conn = ConnId::new(home.clone(), sid.clone());
                 self.registry.connect(&conn);
+                if let Some(grant) = command.grant {
+                    // The socket's token, judged here as one node judges it.
+                    self.registry.grant(&conn, grant);
+                }
                 let o = self
                     .registry
                     .handle(&conn, event, payload.as_deref(), binary, now);
@@ -211,7 +220,9 @@ impl Owner {
                 d
             }
             CommandKind::HttpJoin { body } => {
-                let (result, deliveries) = self.registry.http_join(&self.room, &body, now);
+                let (result, deliveries) =
+                    self.registry
+                        .http_join_granted(&self.room, &body, command.grant.as_ref(), now);
                 reply = Some(match result {
                     Ok(joined) => http_answer(200, &joined),
                     Err(r) => http_answer(r.error.http_status(), &r.error.body(None)),
@@ -219,7 +230,10 @@ impl Owner {
                 deliveries
             }
             CommandKind::HttpLeave { peer_id } => {
-                match self.registry.http_leave(&self.room, &peer_id) {
+                match self
+                    .registry
+                    .http_leave_granted(&self.room, &peer_id, command.grant.as_ref())
+                {
                     Ok(deliveries) => {
                         reply = Some(http_answer(204, &serde_json::Value::Null));
                         deliveries
@@ -232,9 +246,11 @@ impl Owner {
             }
             CommandKind::Takeover | CommandKind::Restore { .. } => Vec::new(),
         };
-        self.registry.take_changes();
+        let changes = self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
-        self.step(command.req, &home, reply, read, deliveries, before, after)
+        let mut step = self.step(command.req, &home, reply, read, deliveries, before, after);
+        step.changes = changes;
+        step
     }
 
     /// When the next HTTP peer's lease runs out (ms, the wall clock).
@@ -246,18 +262,22 @@ impl Owner {
     pub fn expire(&mut self, now: Timestamp) -> Step {
         let before = self.registry.export_room(&self.room);
         let deliveries = self.registry.expire(now);
-        self.registry.take_changes();
+        let changes = self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
-        self.step(0, "", None, false, deliveries, before, after)
+        let mut step = self.step(0, "", None, false, deliveries, before, after);
+        step.changes = changes;
+        step
     }
 
     /// Drops every socket member held by `node` (it died): one version each.
     pub fn remove_node(&mut self, node: &str) -> Step {
         let before = self.registry.export_room(&self.room);
         let deliveries = self.registry.remove_node(node);
-        self.registry.take_changes();
+        let changes = self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
-        self.step(0, node, None, false, deliveries, before, after)
+        let mut step = self.step(0, node, None, false, deliveries, before, after);
+        step.changes = changes;
+        step
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -363,6 +383,7 @@ impl Owner {
             commit,
             batches,
             before,
+            changes: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::Slot;
+use crate::access::Grant;
 use crate::protocol::{Peer, UpdateMode};
 
 /// A command for a room's owner.
@@ -30,6 +31,12 @@ pub struct Command {
     pub deadline: u64,
     /// What to do.
     pub kind: CommandKind,
+    /// The claims of the access token the request came with (the socket's,
+    /// or the REST request's bearer token), checked by the owner exactly as
+    /// one node checks them; absent when tokens are off (or for a command
+    /// that needs none: only joins and REST requests carry one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Grant>,
 }
 
 /// What a [`Command`] asks.
@@ -170,8 +177,10 @@ mod tests {
                 payload: Some(RawValue::from_string(text.into()).expect("json")),
                 binary: false,
             },
+            grant: None,
         };
         let wire = serde_json::to_string(&cmd).expect("serializes");
+        assert!(!wire.contains("grant"), "no grant, no field: {wire}");
         assert!(wire.contains(r#""kind":{"event":{"sid":"abc""#), "{wire}");
         let back: Command = serde_json::from_str(&wire).expect("parses");
         let CommandKind::Event { payload, .. } = back.kind else {
@@ -179,6 +188,30 @@ mod tests {
         };
         assert_eq!(payload.expect("a payload").get(), text);
         assert_eq!((back.req, back.deadline), (7, 1_700_000_001_500));
+    }
+
+    #[test]
+    fn a_command_carries_its_grant_and_one_without_still_parses() {
+        let old = r#"{"room":"r","home":"n1","req":1,"deadline":5,"kind":{"http_leave":{"peer_id":"h"}}}"#;
+        let cmd: Command = serde_json::from_str(old).expect("a message without a grant parses");
+        assert_eq!(cmd.grant, None);
+        let grant = Grant {
+            exp: 1_700_000_100,
+            nbf: None,
+            room: Some("r".into()),
+            sub: Some("h".into()),
+        };
+        let with = Command {
+            grant: Some(grant.clone()),
+            ..cmd
+        };
+        let wire = serde_json::to_string(&with).expect("serializes");
+        assert!(
+            wire.contains(r#""grant":{"exp":1700000100,"room":"r","sub":"h"}"#),
+            "{wire}"
+        );
+        let back: Command = serde_json::from_str(&wire).expect("parses");
+        assert_eq!(back.grant, Some(grant));
     }
 
     #[test]

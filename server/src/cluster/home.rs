@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 use signalroom_core::cluster::wire::{Batch, Command, CommandKind};
 use signalroom_core::cluster::{Action, Home};
 use signalroom_core::protocol::{Event, Payload};
-use signalroom_core::{ClientEvent, Config, Error, Reply};
+use signalroom_core::{ClientEvent, Config, Error, Grant, Reply};
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
@@ -147,6 +147,7 @@ impl Sockets {
         &self,
         room: String,
         kind: CommandKind,
+        grant: Option<Grant>,
     ) -> Result<(u16, Box<RawValue>), Error> {
         let (tx, rx) = oneshot::channel();
         let req = {
@@ -160,6 +161,7 @@ impl Sockets {
                 req,
                 deadline: deadline(),
                 kind,
+                grant,
             };
             self.send(command);
             req
@@ -174,11 +176,14 @@ impl Sockets {
         }
     }
 
-    /// A socket connected.
-    pub fn connect(&self, socket: SocketRef) {
+    /// A socket connected, with the claims of its access token when it presented one.
+    pub fn connect(&self, socket: SocketRef, grant: Option<Grant>) {
         let sid = socket.id.to_string();
         let mut st = self.lock();
         st.home.connect(&sid);
+        if let Some(grant) = grant {
+            st.home.grant(&sid, grant);
+        }
         st.sockets.insert(sid, socket);
     }
 

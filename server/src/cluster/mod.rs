@@ -12,9 +12,10 @@
 //! ([`home`]); REST listings from `sr:rooms` ([`rest`]); a dead node's peers
 //! removed by the owners of their rooms, and a dead owner's rooms taken over
 //! ([`owners`]); HTTP peers joined and removed through any node, their leases
-//! run by the owner. What does not yet: access tokens and webhooks (refused
-//! at start-up), healing after Redis comes back empty, a clean hand-over on
-//! SIGTERM (see "Building it" in the design).
+//! run by the owner; access tokens (checked where a client connects, their
+//! claims judged by the room's owner) and webhooks (sent by the room's owner
+//! after each commit). What does not yet: healing after Redis comes back
+//! empty, a clean hand-over on SIGTERM (see "Building it" in the design).
 
 mod home;
 mod inbox;
@@ -30,13 +31,14 @@ use std::sync::{Arc, Mutex};
 use metrics::counter;
 use serde_json::value::RawValue;
 use signalroom_core::cluster::wire::CommandKind;
-use signalroom_core::{ClientEvent, Config, Error};
+use signalroom_core::{ClientEvent, Config, Error, Grant};
 use socketioxide::extract::{AckSender, SocketRef};
 use tokio::task::JoinHandle;
 
 pub use node::Node;
 
 use crate::health::Health;
+use crate::webhooks::Webhooks;
 use home::Sockets;
 use owners::Owners;
 use scripts::Scripts;
@@ -56,12 +58,14 @@ pub struct Cluster {
 impl Cluster {
     /// Joins the cluster at `url` as node `id` (random when `None`), serving
     /// on `addr`, with the rooms' settings `config`. `health` follows Redis.
+    /// The rooms this node owns POST their changes to `webhooks`.
     pub fn start(
         url: &str,
         id: Option<String>,
         addr: SocketAddr,
         health: Health,
         config: Config,
+        webhooks: Option<Arc<Webhooks>>,
     ) -> anyhow::Result<Arc<Self>> {
         let node = Node::start(url, id, addr, health)?;
         let redis = node.redis().clone();
@@ -73,6 +77,7 @@ impl Cluster {
             scripts.clone(),
             config,
             sockets.outbox(),
+            webhooks,
         );
         // A blocking XREAD holds its connection: the inbox gets its own.
         let inbox_redis = redis::Redis::open(url)?;
@@ -113,9 +118,11 @@ impl Cluster {
         self.node.id()
     }
 
-    /// A socket connected to this node.
-    pub fn connect(&self, socket: SocketRef) {
-        self.sockets.connect(socket);
+    /// A socket connected to this node, with the claims of its access token
+    /// (checked here) when it presented one: its joins carry them to the
+    /// rooms' owners, which judge them.
+    pub fn connect(&self, socket: SocketRef, grant: Option<Grant>) {
+        self.sockets.connect(socket, grant);
     }
 
     /// A socket's event, in the order it sent them.
@@ -136,13 +143,15 @@ impl Cluster {
     }
 
     /// A REST join (`HttpJoin`) or removal (`HttpLeave`) of an HTTP peer of
-    /// `room`, answered by the room's owner: status and JSON body.
+    /// `room`, answered by the room's owner (which judges `grant`, the bearer
+    /// token's claims): status and JSON body.
     pub async fn http(
         &self,
         room: String,
         kind: CommandKind,
+        grant: Option<Grant>,
     ) -> Result<(u16, Box<RawValue>), Error> {
-        self.sockets.http(room, kind).await
+        self.sockets.http(room, kind, grant).await
     }
 
     /// `GET /api/webrtc/rooms` as JSON text.

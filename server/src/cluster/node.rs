@@ -104,7 +104,7 @@ impl Node {
             json!({"node": id, "addr": addr.to_string(), "started_at": now().0}).to_string();
         tracing::warn!(
             node = %id,
-            "cluster mode is not complete (docs/cluster.md): rooms are shared; access tokens and webhooks are refused"
+            "cluster mode is not complete (docs/cluster.md, \"Building it\"): rooms, access tokens and webhooks work; some failures heal more simply than designed"
         );
         // Unhealthy until Redis has answered once.
         health.set_ok(false);

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use super::redis::Redis;
 use super::scripts::{self, Committed, Scripts, Write};
 use crate::hub::now;
+use crate::webhooks::Webhooks;
 
 /// How long an owner waits before expiring HTTP peers again after a failed commit.
 const EXPIRY_RETRY: Duration = Duration::from_millis(200);
@@ -52,6 +53,8 @@ pub struct Owners {
     next_task: std::sync::atomic::AtomicU64,
     /// Set when the node stops: every task gives its lease up and ends.
     stopping: watch::Sender<bool>,
+    /// Where this node POSTs the changes of the rooms it owns (`--webhook-url`).
+    webhooks: Option<Arc<Webhooks>>,
 }
 
 impl Owners {
@@ -62,6 +65,7 @@ impl Owners {
         scripts: Arc<Scripts>,
         config: Config,
         outbox: mpsc::UnboundedSender<Command>,
+        webhooks: Option<Arc<Webhooks>>,
     ) -> Arc<Self> {
         gauge!("signalroom_cluster_rooms_owned").set(0.0);
         Arc::new(Self {
@@ -73,6 +77,7 @@ impl Owners {
             tasks: Mutex::new(HashMap::new()),
             next_task: std::sync::atomic::AtomicU64::new(1),
             stopping: watch::channel(false).0,
+            webhooks,
         })
     }
 
@@ -200,6 +205,7 @@ impl Owners {
                             commit: Commit::Unchanged,
                             batches: Vec::new(),
                             before: None,
+                            changes: Vec::new(),
                         };
                         if !self.commit(&room, &token, &mut owner, nothing).await {
                             break;
@@ -352,7 +358,16 @@ impl Owners {
             .commit(&self.redis, room, token, write, &batches)
             .await
         {
-            Ok(Committed::Ok) => !deleted,
+            Ok(Committed::Ok) => {
+                // Committed once, by the room's one owner: its webhooks go
+                // from here, and from no other node.
+                if let Some(webhooks) = &self.webhooks
+                    && !step.changes.is_empty()
+                {
+                    webhooks.send(&step.changes, now());
+                }
+                !deleted
+            }
             Ok(Committed::Fenced) => {
                 tracing::warn!(%room, "fenced: the room has another owner");
                 false
@@ -447,6 +462,7 @@ pub async fn sweep(
                 req: 0,
                 deadline: now().0 + super::home::COMMAND_TTL_MS,
                 kind: CommandKind::Takeover,
+                grant: None,
             };
             if outbox.send(command).is_err() {
                 return;

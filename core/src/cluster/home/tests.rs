@@ -309,3 +309,35 @@ fn a_join_that_succeeds_after_it_was_answered_unavailable_is_undone() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_sockets_grant_travels_with_its_joins_only() {
+    let mut h = home();
+    let grant = crate::access::Grant {
+        exp: 1_700_000_100,
+        nbf: None,
+        room: Some("r".into()),
+        sub: None,
+    };
+    h.grant("s", grant.clone());
+    let out = h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    let Action::Send(c) = &out[0] else {
+        panic!("a command")
+    };
+    assert_eq!(c.grant.as_ref(), Some(&grant));
+    let out = h.receive(reply("r", 1, 1, "join_room_success", vec![]), T0, 10);
+    assert_eq!(h.room_of("s"), Some("r"));
+    assert!(out.iter().all(|a| !matches!(a, Action::Send(_))));
+    let out = h.event("s", ClientEvent::GetPeers, None, false, 11);
+    let Action::Send(c) = &out[0] else {
+        panic!("a command")
+    };
+    assert_eq!(c.grant, None, "only a join is judged against the token");
+    // A socket without a token sends none.
+    h.connect("t");
+    let out = h.event("t", ClientEvent::JoinRoom, join("r"), false, 12);
+    let Action::Send(c) = &out[0] else {
+        panic!("a command")
+    };
+    assert_eq!(c.grant, None);
+}

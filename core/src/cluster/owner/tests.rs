@@ -16,6 +16,7 @@ fn cmd(home: &str, req: u64, kind: CommandKind) -> Command {
         req,
         deadline: T0.0 + 1_500,
         kind,
+        grant: None,
     }
 }
 
@@ -322,4 +323,173 @@ fn http_peers_join_and_leave_through_the_owner_and_expire_there() {
         gone.batches[0].1.reply,
         Some(BatchReply::Http { status: 404, .. })
     ));
+}
+
+fn grant(exp_secs: u64, room: Option<&str>, sub: Option<&str>) -> crate::access::Grant {
+    crate::access::Grant {
+        exp: exp_secs,
+        nbf: None,
+        room: room.map(str::to_owned),
+        sub: sub.map(str::to_owned),
+    }
+}
+
+/// The code of a step's socket or REST error answer, with its status for REST.
+fn refusal(step: &Step) -> String {
+    let text = match &step.batches.last().expect("an answer").1.reply {
+        Some(BatchReply::Socket { payload, .. }) => payload.get().to_owned(),
+        Some(BatchReply::Http { status, body, .. }) => format!("{status} {}", body.get()),
+        _ => panic!("an answer"),
+    };
+    let code = |c: &str| text.contains(&format!(r#""code":"{c}""#));
+    let found = [
+        "missing_fields",
+        "token_expired",
+        "forbidden",
+        "room_full",
+        "peer_id_taken",
+    ]
+    .into_iter()
+    .find(|c| code(c))
+    .unwrap_or("none");
+    match text.split_once(' ') {
+        Some((status, _)) if status.parse::<u16>().is_ok() => format!("{status} {found}"),
+        _ => found.to_owned(),
+    }
+}
+
+#[test]
+fn a_joins_grant_is_judged_by_the_owner_in_the_single_node_order() {
+    let config = Config {
+        max_peers: 1,
+        ..Config::default()
+    };
+    let mut o = Owner::new("r", 7, config, None).expect("an empty owner");
+    let _ = o.apply(join("n1", "a", "pa"), T0);
+    let exp = T0.0 / 1000 + 60;
+    let with = |mut c: Command, g| {
+        c.grant = Some(g);
+        c
+    };
+    // Fields first, then the token's room, then its sub, then capacity / peer_id.
+    let empty = event(
+        "n2",
+        "b",
+        1,
+        "join_room",
+        json!({"room_name": "r", "peer_id": "", "username": "u"}),
+    );
+    let step = o.apply(with(empty, grant(exp, Some("x"), Some("y"))), T0);
+    assert_eq!(refusal(&step), "missing_fields");
+    let step = o.apply(
+        with(join("n2", "b", "pa"), grant(exp, Some("x"), Some("y"))),
+        T0,
+    );
+    assert_eq!(refusal(&step), "forbidden");
+    let Some(BatchReply::Socket { payload, .. }) = &step.batches[0].1.reply else {
+        panic!("a socket reply");
+    };
+    assert!(
+        payload.get().contains("Token does not allow room r"),
+        "{}",
+        payload.get()
+    );
+    let step = o.apply(
+        with(join("n2", "b", "pa"), grant(exp, Some("r"), Some("y"))),
+        T0,
+    );
+    assert!(
+        refusal(&step) == "forbidden"
+            && format!("{:?}", step.batches[0].1.reply).contains("peer_id pa")
+    );
+    let step = o.apply(
+        with(join("n2", "b", "pb"), grant(exp, Some("r"), Some("pb"))),
+        T0,
+    );
+    assert_eq!(refusal(&step), "room_full");
+    // `exp` is judged with the owner's now: a join after it is `token_expired`.
+    let late = Timestamp(exp * 1000 + 1);
+    let mut expired = with(join("n2", "b", "pb"), grant(exp, Some("r"), Some("pb")));
+    expired.deadline = late.0 + 1_500;
+    assert_eq!(refusal(&o.apply(expired, late)), "token_expired");
+    assert!(
+        o.apply(join("n2", "c", "pz"), T0).changes.is_empty(),
+        "refused: no change"
+    );
+}
+
+#[test]
+fn a_grant_allows_what_it_names_and_rest_requests_carry_theirs() {
+    let mut o = owner();
+    let exp = T0.0 / 1000 + 60;
+    let mut ok = join("n2", "b", "pb");
+    ok.grant = Some(grant(exp, Some("r"), Some("pb")));
+    assert!(matches!(o.apply(ok, T0).commit, Commit::Changed { .. }));
+    let body = json!({"peer_id": "h", "username": "H"});
+    let mut refused = cmd("n3", 5, CommandKind::HttpJoin { body: body.clone() });
+    refused.grant = Some(grant(exp, Some("r"), Some("other")));
+    assert_eq!(refusal(&o.apply(refused, T0)), "403 forbidden");
+    let mut joined = cmd("n3", 6, CommandKind::HttpJoin { body });
+    joined.grant = Some(grant(exp, Some("r"), Some("h")));
+    assert!(matches!(o.apply(joined, T0).commit, Commit::Changed { .. }));
+    let leave = |g| {
+        let mut c = cmd(
+            "n3",
+            7,
+            CommandKind::HttpLeave {
+                peer_id: "h".into(),
+            },
+        );
+        c.grant = Some(g);
+        c
+    };
+    assert_eq!(
+        refusal(&o.apply(leave(grant(exp, Some("x"), None)), T0)),
+        "403 forbidden"
+    );
+    assert!(matches!(
+        o.apply(leave(grant(exp, Some("r"), Some("h"))), T0).commit,
+        Commit::Changed { .. }
+    ));
+}
+
+#[test]
+fn each_committed_step_carries_the_room_changes_its_webhooks_tell() {
+    use crate::registry::{ChangeKind, LeaveReason};
+    let mut o = owner();
+    let kinds = |step: &Step| -> Vec<(u64, &'static str)> {
+        step.changes
+            .iter()
+            .map(|c| (c.version, c.kind.event_name()))
+            .collect()
+    };
+    let a = o.apply(join("n1", "a", "pa"), T0);
+    assert_eq!(kinds(&a), [(1, "room_started"), (1, "peer_joined")]);
+    let b = o.apply(join("n2", "b", "pb"), T0);
+    assert_eq!(kinds(&b), [(2, "peer_joined")]);
+    assert!(
+        o.apply(event("n1", "a", 3, "get_peers", json!({})), T0)
+            .changes
+            .is_empty()
+    );
+    let dead = o.remove_node("n2");
+    assert_eq!(kinds(&dead), [(3, "peer_left")]);
+    assert!(matches!(
+        &dead.changes[0].kind,
+        ChangeKind::PeerLeft { peer_id, reason: LeaveReason::Dropped } if peer_id == "pb"
+    ));
+    let last = o.apply(
+        cmd("n1", 4, CommandKind::Disconnect { sid: "a".into() }),
+        T0,
+    );
+    assert_eq!(kinds(&last), [(4, "peer_left"), (4, "room_finished")]);
+    assert_eq!(last.commit, Commit::Deleted);
+    // A rolled-back step's changes are the adapter's to drop; nothing is left over.
+    let again = o.apply(join("n1", "a", "pa"), T0);
+    o.rollback(again.before);
+    assert!(
+        o.apply(event("n1", "a", 6, "get_peers", json!({})), T0)
+            .changes
+            .is_empty()
+    );
 }
