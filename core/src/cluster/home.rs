@@ -23,6 +23,7 @@ use serde_json::value::RawValue;
 
 use super::Resequencer;
 use super::wire::{Batch, BatchReply, Command, CommandKind};
+use crate::protocol::{JoinSuccess, Peer, UpdateMode};
 use crate::registry::{ClientEvent, Config, Registry, Reply};
 use crate::time::Timestamp;
 use crate::validate::parse_join_text;
@@ -59,6 +60,12 @@ pub enum Action {
         /// Its payload as JSON text.
         payload: Box<RawValue>,
     },
+    /// Disconnect this socket: its room lost it and refused to take it back
+    /// (`restore`), so its client joins again.
+    Disconnect {
+        /// The socket.
+        sid: String,
+    },
     /// An owner's answer to a REST request made through this node.
     Http {
         /// The request it answers.
@@ -85,6 +92,18 @@ struct Local {
     busy: Option<u64>,
     /// Requests waiting for it.
     queue: VecDeque<Queued>,
+    /// Who it is in its room, as its join's answer said, and how it hears of
+    /// changes: what a `restore` puts back.
+    member: Option<(Peer, UpdateMode)>,
+}
+
+/// A `restore` sent and not answered yet.
+#[derive(Debug)]
+struct Restoring {
+    sid: String,
+    room: String,
+    /// Past this (ms, the deadline's clock) it counts as lost.
+    deadline: u64,
 }
 
 /// A node's sockets, their requests in flight, and their rooms' sequences.
@@ -95,6 +114,8 @@ pub struct Home {
     /// Requests sent and not answered yet, by number.
     pending: HashMap<u64, Command>,
     next_req: u64,
+    /// `restore` commands sent and not answered yet, by number.
+    restoring: HashMap<u64, Restoring>,
     /// Answers what no room can; always empty.
     answers: Registry<String>,
     sequence: Resequencer<String, Batch>,
@@ -108,6 +129,7 @@ impl Home {
             node: node.into(),
             sockets: HashMap::new(),
             pending: HashMap::new(),
+            restoring: HashMap::new(),
             next_req: 1,
             answers: Registry::new(config),
             sequence: Resequencer::new(max_held, max_wait_ms),
@@ -222,6 +244,19 @@ impl Home {
     /// A batch from a room's owner. `deadline` is for the requests it lets start.
     pub fn receive(&mut self, batch: Batch, now: Timestamp, deadline: u64) -> Vec<Action> {
         let mut out = Vec::new();
+        let mut resynced = Vec::new();
+        if let (Some(super::Slot::Change(v)), Some(BatchReply::Restored { req, ok: true, .. })) =
+            (batch.slot, &batch.reply)
+            && self.restoring.contains_key(req)
+        {
+            // This node's member is back in a room that went on without it
+            // (or was made again for it): its sequence goes on from here.
+            let r = self.sequence.resync(&batch.room, v.saturating_sub(1), now);
+            resynced = r.ready;
+        }
+        for batch in resynced {
+            self.apply(batch, true, deadline, &mut out);
+        }
         let (ready, stale) = match batch.slot {
             // A room no socket here is in or joining is not sequenced: its batch
             // (sent before the owner heard that the last one left) has no one to
@@ -272,19 +307,23 @@ impl Home {
                             kind,
                         )));
                     }
-                } else if self.pending.remove(&req).is_some()
+                } else if let Some(command) = self.pending.remove(&req)
                     && let Some(local) = self.sockets.get_mut(&sid)
                 {
                     let mut left = None;
                     let mut moved_from = None;
                     match event.as_str() {
                         "join_room_success" => {
+                            local.member = member_of(&command, &payload);
                             left = local.room.replace(batch.room.clone());
                             if let Some(old) = left.as_ref().filter(|old| **old != batch.room) {
                                 moved_from = Some(old.clone());
                             }
                         }
-                        "leave_room_success" => left = local.room.take(),
+                        "leave_room_success" => {
+                            local.member = None;
+                            left = local.room.take();
+                        }
                         _ => {}
                     }
                     local.busy = None;
@@ -310,6 +349,17 @@ impl Home {
             Some(BatchReply::Moved { req }) => {
                 if let Some(command) = self.pending.get(&req) {
                     out.push(Action::Send(command.clone()));
+                }
+            }
+            Some(BatchReply::Restored { req, sid, ok }) => {
+                if self
+                    .restoring
+                    .remove(&req)
+                    .is_some_and(|r| r.room == batch.room && r.sid == sid)
+                    && !ok
+                    && self.room_of(&sid) == Some(batch.room.as_str())
+                {
+                    out.push(Action::Disconnect { sid });
                 }
             }
             None => {}
@@ -357,6 +407,64 @@ impl Home {
         out
     }
 
+    /// This node's socket members that may be checked against their rooms'
+    /// listings, as `(sid, room, peer_id)`: in a room, with no request in
+    /// flight or queued (its answer may still move it) and no `restore`
+    /// outstanding. A `restore` past its deadline at `now` counts as lost.
+    pub fn members(&mut self, now: u64) -> Vec<(String, String, String)> {
+        self.restoring.retain(|_, r| r.deadline >= now);
+        let restoring: Vec<&str> = self.restoring.values().map(|r| r.sid.as_str()).collect();
+        let mut out: Vec<(String, String, String)> = self
+            .sockets
+            .iter()
+            .filter(|(sid, l)| {
+                l.busy.is_none() && l.queue.is_empty() && !restoring.contains(&sid.as_str())
+            })
+            .filter_map(|(sid, l)| {
+                let room = l.room.clone()?;
+                let (peer, _) = l.member.as_ref()?;
+                Some((sid.clone(), room, peer.peer_id.clone()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Whether a `restore` is outstanding.
+    pub fn restoring(&self) -> bool {
+        !self.restoring.is_empty()
+    }
+
+    /// Asks the owner of socket `sid`'s room to put it back (its room lost
+    /// it: Redis restarted empty after the room's owner died), above the last
+    /// version this node delivered in that room. `None` if the socket is in
+    /// no room or its membership is unknown.
+    pub fn restore(&mut self, sid: &str, deadline: u64) -> Option<Action> {
+        let local = self.sockets.get(sid)?;
+        let room = local.room.clone()?;
+        let (peer, mode) = local.member.clone()?;
+        let floor = self
+            .sequence
+            .expected(&room)
+            .map_or(0, |v| v.saturating_sub(1));
+        let kind = CommandKind::Restore {
+            sid: sid.to_owned(),
+            peer,
+            mode,
+            floor,
+        };
+        let command = self.command(room.clone(), deadline, kind);
+        self.restoring.insert(
+            command.req,
+            Restoring {
+                sid: sid.to_owned(),
+                room,
+                deadline,
+            },
+        );
+        Some(Action::Send(command))
+    }
+
     /// A command for `room`'s owner, with the next request number.
     fn command(&mut self, room: String, deadline: u64, kind: CommandKind) -> Command {
         let req = self.next_req;
@@ -385,6 +493,21 @@ impl Home {
             self.sequence.forget(&room.to_owned());
         }
     }
+}
+
+/// Who a socket is in the room its join answered, and how it hears of
+/// changes: its peer from the answer's list, its mode from the request.
+fn member_of(join: &Command, answer: &RawValue) -> Option<(Peer, UpdateMode)> {
+    let CommandKind::Event { payload, .. } = &join.kind else {
+        return None;
+    };
+    let mode = parse_join_text(payload.as_deref()).ok()?.updates;
+    let success: JoinSuccess = serde_json::from_str(answer.get()).ok()?;
+    let peer = success
+        .peers
+        .into_iter()
+        .find(|p| p.peer_id == success.peer_id)?;
+    Some((peer, mode))
 }
 
 #[cfg(test)]

@@ -69,6 +69,8 @@ enum Answer {
     Socket(String, Reply),
     /// To a REST request on the command's home node: status and JSON body.
     Http(u16, Box<RawValue>),
+    /// To a `restore` from the command's home node: the socket, and whether it is back.
+    Restored(String, bool),
 }
 
 /// One owned room.
@@ -166,7 +168,8 @@ impl Owner {
     pub fn apply(&mut self, command: Command, now: Timestamp) -> Step {
         let before = self.registry.export_room(&self.room);
         // A request past its deadline was answered `unavailable` at home; a
-        // departure cannot be refused, so it is applied however late.
+        // departure cannot be refused, so it is applied however late, and so
+        // is a `restore` (its socket's later departure follows it here).
         let answered = matches!(
             command.kind,
             CommandKind::Event { .. }
@@ -230,7 +233,24 @@ impl Owner {
                     }
                 }
             }
-            CommandKind::Takeover | CommandKind::Restore { .. } => Vec::new(),
+            CommandKind::Restore {
+                sid,
+                peer,
+                mode,
+                floor,
+            } => {
+                let conn = ConnId::new(home.clone(), sid.clone());
+                self.registry.connect(&conn);
+                let restored = self
+                    .registry
+                    .restore(&conn, &self.room, peer, mode, floor, now);
+                if self.registry.membership(&conn).is_none() {
+                    self.registry.disconnect(&conn);
+                }
+                reply = Some(Answer::Restored(sid, restored.is_ok()));
+                restored.unwrap_or_default()
+            }
+            CommandKind::Takeover => Vec::new(),
         };
         self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
@@ -309,17 +329,15 @@ impl Owner {
         }
         let split = split_by_node(&deliveries);
         nodes.extend(split.keys().map(|n| (*n).to_owned()));
-        if matches!(reply, Some(Answer::Socket(..))) {
+        let to_home = matches!(reply, Some(Answer::Socket(..) | Answer::Restored(..)));
+        if to_home {
             nodes.push(home.to_owned());
         }
         nodes.sort_unstable();
         nodes.dedup();
         if !matches!(slot, Some(Slot::Change(_))) {
             // Not a change: only the nodes with something to hear.
-            nodes.retain(|n| {
-                split.contains_key(n.as_str())
-                    || (matches!(reply, Some(Answer::Socket(..))) && n == home)
-            });
+            nodes.retain(|n| split.contains_key(n.as_str()) || (to_home && n == home));
         }
         let mut batches = Vec::new();
         for node in nodes {
@@ -339,6 +357,15 @@ impl Owner {
                     event: r.event.name.as_str().to_owned(),
                     payload,
                     emit: r.emit,
+                });
+            }
+            if node == home
+                && let Some(Answer::Restored(sid, ok)) = &reply
+            {
+                batch.reply = Some(BatchReply::Restored {
+                    req,
+                    sid: sid.clone(),
+                    ok: *ok,
                 });
             }
             for d in split.get(node.as_str()).into_iter().flatten() {

@@ -134,6 +134,16 @@ pub enum BatchReply {
         /// The request it answers.
         req: u64,
     },
+    /// The answer to a `restore`: whether the member is in the room again
+    /// (refused: its node disconnects the socket, and its client joins again).
+    Restored {
+        /// The request it answers.
+        req: u64,
+        /// The socket.
+        sid: String,
+        /// Whether the member is listed again.
+        ok: bool,
+    },
 }
 
 /// One event for some of the receiving node's sockets.

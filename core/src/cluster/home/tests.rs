@@ -309,3 +309,108 @@ fn a_join_that_succeeds_after_it_was_answered_unavailable_is_undone() {
             .is_empty()
     );
 }
+
+fn success(room: &str, version: u64, req: u64) -> Batch {
+    Batch {
+        room: room.into(),
+        epoch: 1,
+        slot: Some(Slot::Change(version)),
+        reply: Some(BatchReply::Socket {
+            req,
+            sid: "s".into(),
+            event: "join_room_success".into(),
+            payload: raw(json!({
+                "room_name": room, "peer_id": "p", "total_peers": 1, "max_peers": 10,
+                "version": version, "ice_servers": [],
+                "peers": [{"peer_id": "p", "username": "u", "joined_at": "2026-01-01T00:00:00Z"}],
+            })),
+            emit: true,
+        }),
+        events: vec![],
+    }
+}
+
+fn restored(room: &str, version: Option<u64>, req: u64, ok: bool) -> Batch {
+    Batch {
+        room: room.into(),
+        epoch: 2,
+        slot: version.map(Slot::Change),
+        reply: Some(BatchReply::Restored {
+            req,
+            sid: "s".into(),
+            ok,
+        }),
+        events: vec![],
+    }
+}
+
+#[test]
+fn a_member_the_room_lost_is_restored_above_what_was_delivered_and_goes_on_from_there() {
+    let mut h = home();
+    h.event(
+        "s",
+        ClientEvent::JoinRoom,
+        Some(raw(
+            json!({"room_name": "r", "peer_id": "p", "username": "u", "updates": "delta"}),
+        )),
+        false,
+        9,
+    );
+    assert!(h.members(0).is_empty(), "a join in flight is not checked");
+    h.receive(success("r", 2, 1), T0, 9);
+    h.receive(update("r", 3, &["s"]), T0, 9);
+    assert_eq!(h.members(0), [("s".into(), "r".into(), "p".into())]);
+    let Some(Action::Send(command)) = h.restore("s", 20) else {
+        panic!("a restore");
+    };
+    let CommandKind::Restore {
+        sid,
+        peer,
+        mode,
+        floor,
+    } = command.kind
+    else {
+        panic!("a restore");
+    };
+    assert_eq!((sid.as_str(), peer.peer_id.as_str(), floor), ("s", "p", 3));
+    assert_eq!(peer.joined_at, "2026-01-01T00:00:00Z");
+    assert_eq!(mode, UpdateMode::Delta);
+    assert!(h.restoring());
+    assert!(
+        h.members(0).is_empty(),
+        "not checked again while it is outstanding"
+    );
+    // Back at 6 (another member was restored at 5, on another node): the
+    // sequence goes on from there, and 7 follows.
+    let out = h.receive(restored("r", Some(6), command.req, true), T0, 9);
+    assert!(out.is_empty(), "{out:?}");
+    assert!(!h.restoring());
+    assert_eq!(
+        emitted(&h.receive(update("r", 7, &["s"]), T0, 9)),
+        [(vec!["s".into()], 7)]
+    );
+    // Refused: the socket is disconnected (its client joins again).
+    let Some(Action::Send(command)) = h.restore("s", 20) else {
+        panic!("a restore");
+    };
+    let out = h.receive(restored("r", None, command.req, false), T0, 9);
+    assert!(
+        matches!(&out[..], [Action::Disconnect { sid }] if sid == "s"),
+        "{out:?}"
+    );
+    // A restore unanswered past its deadline counts as lost: checked again.
+    let _ = h.restore("s", 20);
+    assert!(h.members(20).is_empty());
+    assert_eq!(h.members(21).len(), 1);
+}
+
+#[test]
+fn a_member_that_left_is_not_restored() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    h.receive(success("r", 1, 1), T0, 9);
+    h.event("s", ClientEvent::LeaveRoom, None, false, 9);
+    h.receive(reply("r", 2, 2, "leave_room_success", vec![]), T0, 9);
+    assert!(h.members(0).is_empty());
+    assert!(h.restore("s", 9).is_none());
+}
