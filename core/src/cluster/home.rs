@@ -352,13 +352,11 @@ impl Home {
                 }
             }
             Some(BatchReply::Restored { req, sid, ok }) => {
-                if self
+                let ours = self
                     .restoring
                     .remove(&req)
-                    .is_some_and(|r| r.room == batch.room && r.sid == sid)
-                    && !ok
-                    && self.room_of(&sid) == Some(batch.room.as_str())
-                {
+                    .is_some_and(|r| r.room == batch.room && r.sid == sid);
+                if ours && !ok && self.room_of(&sid) == Some(batch.room.as_str()) {
                     out.push(Action::Disconnect { sid });
                 }
             }
