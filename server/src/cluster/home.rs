@@ -228,6 +228,27 @@ impl Sockets {
         close(closing);
     }
 
+    /// This node's socket members to check against their rooms' listings:
+    /// `(sid, room, peer_id)` (see [`Home::members`]).
+    pub fn members(&self) -> Vec<(String, String, String)> {
+        self.lock().home.members(now().0)
+    }
+
+    /// Whether a `restore` sent by this node is still unanswered.
+    pub fn restoring(&self) -> bool {
+        self.lock().home.restoring()
+    }
+
+    /// Sends a `restore` for socket `sid` to its room's owner (its room lost it).
+    pub fn restore(self: &Arc<Self>, sid: &str) {
+        let closing = {
+            let mut st = self.lock();
+            let actions: Vec<Action> = st.home.restore(sid, deadline()).into_iter().collect();
+            self.perform(&mut st, actions)
+        };
+        close(closing);
+    }
+
     /// `req` of socket `sid` got no answer in time: answer it `unavailable`.
     fn timed_out(self: &Arc<Self>, sid: &str, req: u64) {
         let closing = {
@@ -311,6 +332,15 @@ impl Sockets {
                     }
                 }
                 Action::Emit { to, event, payload } => emit(st, &to, &event, &payload, &mut full),
+                Action::Disconnect { sid } => {
+                    if let Some(socket) = st.sockets.get(&sid).cloned() {
+                        tracing::warn!(%sid, "its room cannot take it back: disconnected, its client joins again");
+                        // Not under the lock: its disconnect handler takes it.
+                        tokio::spawn(async move {
+                            socket.disconnect().ok();
+                        });
+                    }
+                }
                 Action::Http { req, status, body } => {
                     if let Some(tx) = st.http.remove(&req) {
                         tx.send((status, body)).ok();

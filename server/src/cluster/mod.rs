@@ -16,6 +16,7 @@
 //! at start-up), healing after Redis comes back empty, a clean hand-over on
 //! SIGTERM (see "Building it" in the design).
 
+mod heal;
 mod home;
 mod inbox;
 mod node;
@@ -91,6 +92,12 @@ impl Cluster {
                 redis.clone(),
                 scripts.clone(),
                 sockets.outbox(),
+            )),
+            tokio::spawn(heal::run(
+                node.id().to_owned(),
+                redis.clone(),
+                sockets.clone(),
+                node.boot(),
             )),
             tokio::spawn(inbox::read(
                 node.id().to_owned(),
