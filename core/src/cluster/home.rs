@@ -114,6 +114,9 @@ pub struct Home {
     /// Requests sent and not answered yet, by number.
     pending: HashMap<u64, Command>,
     next_req: u64,
+    /// Per socket, the room of its last join answered `unavailable` here: the
+    /// owner may have applied it after all, its answer lost with Redis's data.
+    doubtful: HashMap<String, String>,
     /// `restore` commands sent and not answered yet, by number.
     restoring: HashMap<u64, Restoring>,
     /// Answers what no room can; always empty.
@@ -130,6 +133,7 @@ impl Home {
             sockets: HashMap::new(),
             pending: HashMap::new(),
             restoring: HashMap::new(),
+            doubtful: HashMap::new(),
             next_req: 1,
             answers: Registry::new(config),
             sequence: Resequencer::new(max_held, max_wait_ms),
@@ -230,6 +234,12 @@ impl Home {
         let Some(command) = self.pending.remove(&req) else {
             return out;
         };
+        if let CommandKind::Event { sid, event, .. } = &command.kind
+            && event == ClientEvent::JoinRoom.as_str()
+            && self.sockets.contains_key(sid)
+        {
+            self.doubtful.insert(sid.clone(), command.room.clone());
+        }
         if let CommandKind::Event { sid, .. } = &command.kind
             && let Some(local) = self.sockets.get_mut(sid)
             && local.busy == Some(req)
@@ -388,6 +398,11 @@ impl Home {
             return Vec::new();
         };
         let mut rooms: Vec<String> = local.room.into_iter().collect();
+        if let Some(room) = self.doubtful.remove(sid)
+            && !rooms.contains(&room)
+        {
+            rooms.push(room);
+        }
         if let Some(req) = local.busy
             && let Some(command) = self.pending.remove(&req)
             && !rooms.contains(&command.room)
@@ -401,6 +416,29 @@ impl Home {
             };
             out.push(Action::Send(self.command(room.clone(), deadline, kind)));
             self.release(&room);
+        }
+        out
+    }
+
+    /// Gives up waiting for versions that stayed missing past the gap limits
+    /// at `now` (they can only have been lost with Redis's data): each such
+    /// room's sequence goes on from its first held batch, which is released
+    /// with what follows it. Full-mode members get the whole list with the
+    /// next change; delta members see the version jump and ask for the list.
+    /// `deadline` is for the requests this lets start.
+    pub fn skip_gaps(&mut self, now: Timestamp, deadline: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        for gap in self.sequence.gaps(now) {
+            let Some(first) = self.sequence.first_held(&gap.key) else {
+                continue;
+            };
+            let r = self.sequence.resync(&gap.key, first.saturating_sub(1), now);
+            for batch in r.ready {
+                self.apply(batch, true, deadline, &mut out);
+            }
+            for batch in r.stale {
+                self.apply(batch, false, deadline, &mut out);
+            }
         }
         out
     }
@@ -426,6 +464,42 @@ impl Home {
             .collect();
         out.sort();
         out
+    }
+
+    /// The joins answered `unavailable` here that the owner may have applied
+    /// after all, as `(sid, room)`: to check against the rooms' listings once
+    /// Redis lost its data (their answers may have been lost with it).
+    pub fn doubtful(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .doubtful
+            .iter()
+            .map(|(sid, room)| (sid.clone(), room.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// A doubtful join of `sid` into `room` was checked: `listed` if the room
+    /// lists the socket. Listed while the socket is not in that room here, it
+    /// is undone (the owner is told the socket left).
+    pub fn checked(
+        &mut self,
+        sid: &str,
+        room: &str,
+        listed: bool,
+        deadline: u64,
+    ) -> Option<Action> {
+        if self.doubtful.get(sid).is_none_or(|r| r != room) {
+            return None;
+        }
+        self.doubtful.remove(sid);
+        if !listed || self.room_of(sid) == Some(room) {
+            return None;
+        }
+        let kind = CommandKind::Disconnect {
+            sid: sid.to_owned(),
+        };
+        Some(Action::Send(self.command(room.to_owned(), deadline, kind)))
     }
 
     /// Whether a `restore` is outstanding.

@@ -414,3 +414,50 @@ fn a_member_that_left_is_not_restored() {
     assert!(h.members(0).is_empty());
     assert!(h.restore("s", 9).is_none());
 }
+
+#[test]
+fn versions_lost_with_redis_are_skipped_once_the_gap_is_due() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    h.receive(success("r", 1, 1), T0, 9);
+    // 2 and 3 were lost; 4 and 5 wait for them.
+    assert!(emitted(&h.receive(update("r", 4, &["s"]), T0, 9)).is_empty());
+    assert!(emitted(&h.receive(update("r", 5, &["s"]), T0, 9)).is_empty());
+    assert!(h.skip_gaps(T0.plus_ms(999), 9).is_empty(), "not due yet");
+    let out = h.skip_gaps(T0.plus_ms(1_000), 9);
+    assert_eq!(
+        emitted(&out),
+        [(vec!["s".into()], 4), (vec!["s".into()], 5)]
+    );
+    assert_eq!(
+        emitted(&h.receive(update("r", 6, &["s"]), T0, 9)),
+        [(vec!["s".into()], 6)]
+    );
+    // A lost version seen late is stale.
+    assert!(emitted(&h.receive(update("r", 3, &["s"]), T0, 9)).is_empty());
+}
+
+#[test]
+fn a_join_answered_unavailable_and_listed_after_all_is_undone() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    let _ = h.give_up(1, 9);
+    assert_eq!(h.doubtful(), [("s".into(), "r".into())]);
+    let undo = h.checked("s", "r", true, 20);
+    let Some(Action::Send(command)) = undo else {
+        panic!("an undo");
+    };
+    assert_eq!(command.room, "r");
+    assert!(matches!(command.kind, CommandKind::Disconnect { ref sid } if sid == "s"));
+    assert!(h.doubtful().is_empty());
+    // Not listed: nothing to undo.
+    let q = sent(&h.event("s", ClientEvent::JoinRoom, join("q"), false, 9))[0].1;
+    let _ = h.give_up(q, 9);
+    assert!(h.checked("s", "q", false, 20).is_none());
+    assert!(h.doubtful().is_empty());
+    // A socket that closes with a doubtful join tells that room too.
+    let p = sent(&h.event("s", ClientEvent::JoinRoom, join("p"), false, 9))[0].1;
+    let _ = h.give_up(p, 9);
+    let out = h.disconnect("s", 9);
+    assert_eq!(sent(&out), [("p".to_owned(), p + 1, "disconnect")]);
+}
