@@ -315,3 +315,63 @@ test('Redis restarted empty after the owner died: the members elsewhere are rest
     await cleanup();
   }
 });
+
+test('Redis restarted empty while joins and signals are in flight: each is answered, none half-applied, the room heals', { skip }, async () => {
+  const { redis, nodes, on, cleanup } = await cluster(3);
+  try {
+    const room = uniq('inflight');
+    const a = await on(0); // n1 owns the room
+    const b = await on(1);
+    await a.join(room, 'a');
+    await b.join(room, 'b');
+    const joiners = await Promise.all([...Array(12).keys()].map((i) => on(i % 3)));
+    const joinOf = (i) => joiners[i].ack('join_room', { room_name: room, peer_id: `j${i}`, username: `j${i}` });
+    const signal = (i) => a.ack('signal', { to: 'b', data: { i } });
+    // Half of them sent just before Redis dies, half while it restarts.
+    const answers = [];
+    const signals = [];
+    for (let i = 0; i < 6; i += 1) {
+      answers.push(joinOf(i));
+      signals.push(signal(i));
+    }
+    const restarted = redis.restart();
+    for (let i = 6; i < 12; i += 1) {
+      answers.push(joinOf(i));
+      signals.push(signal(i));
+    }
+    await restarted;
+    // Every request is answered, with success or `unavailable`.
+    const joined = await withTimeout(Promise.all(answers), 5000, 'every join answered');
+    const relayed = await withTimeout(Promise.all(signals), 5000, 'every signal answered');
+    for (const r of relayed) {
+      assert.ok(r.to === 'b' || r.code === 'unavailable', JSON.stringify(r));
+    }
+    const ok = [];
+    joined.forEach((r, i) => {
+      if (r.code === undefined) ok.push(`j${i}`);
+      else assert.equal(r.code, 'unavailable', JSON.stringify(r));
+    });
+    // Listed exactly: the members before, and every join answered with success.
+    const expected = ['a', 'b', ...ok].sort().join();
+    let seen;
+    await withTimeout((async () => {
+      for (;;) {
+        const listed = await Promise.all(nodes.map((n) => getJson(n.url, `/api/webrtc/rooms/${room}`)));
+        seen = listed.map((r) => (r.status === 200 ? ids(r.body.peers).sort().join() : r.status));
+        if (seen.every((x) => x === expected)) return;
+        await new Promise((resolve) => { setTimeout(resolve, 100); });
+      }
+    })(), 10000, `the room listed as ${expected} on every node`).catch((e) => {
+      throw new Error(`${e.message}; listed: ${JSON.stringify(seen)}`);
+    });
+    // The room goes on: a new member is seen by a and b.
+    const z = await on(2);
+    const last = await z.join(room, 'z');
+    assert.deepEqual(ids(last.success.peers).sort(), [...expected.split(','), 'z'].sort());
+    const v = last.success.version;
+    await a.next('peer_list_updated', (p) => p.version === v);
+    await b.next('peer_list_updated', (p) => p.version === v);
+  } finally {
+    await cleanup();
+  }
+});

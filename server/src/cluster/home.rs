@@ -234,6 +234,44 @@ impl Sockets {
         self.lock().home.members(now().0)
     }
 
+    /// Gives up on room versions that stayed missing too long (lost with
+    /// Redis's data): see [`Home::skip_gaps`].
+    pub fn skip_gaps(self: &Arc<Self>) {
+        let closing = {
+            let mut st = self.lock();
+            let actions = st.home.skip_gaps(now(), deadline());
+            if !actions.is_empty() {
+                tracing::warn!("room versions lost with Redis's data: skipped");
+            }
+            self.perform(&mut st, actions)
+        };
+        close(closing);
+    }
+
+    /// Joins answered `unavailable` here that the owner may have applied
+    /// (see [`Home::doubtful`]).
+    pub fn doubtful(&self) -> Vec<(String, String)> {
+        self.lock().home.doubtful()
+    }
+
+    /// A doubtful join was checked against its room's snapshot: undone if
+    /// listed (see [`Home::checked`]).
+    pub fn checked(self: &Arc<Self>, sid: &str, room: &str, listed: bool) {
+        let closing = {
+            let mut st = self.lock();
+            let actions: Vec<Action> = st
+                .home
+                .checked(sid, room, listed, deadline())
+                .into_iter()
+                .collect();
+            if !actions.is_empty() {
+                tracing::warn!(%sid, %room, "a join answered unavailable took effect: undone");
+            }
+            self.perform(&mut st, actions)
+        };
+        close(closing);
+    }
+
     /// Whether a `restore` sent by this node is still unanswered.
     pub fn restoring(&self) -> bool {
         self.lock().home.restoring()

@@ -99,6 +99,7 @@ impl Cluster {
                 sockets.clone(),
                 node.boot(),
             )),
+            tokio::spawn(heal::skip_gaps(sockets.clone())),
             tokio::spawn(inbox::read(
                 node.id().to_owned(),
                 inbox_redis,

@@ -222,7 +222,14 @@ impl Owners {
         let info = serde_json::to_string(&info).ok()?;
         match self
             .scripts
-            .reclaim(&self.redis, room, &self.node, &snapshot, &info)
+            .reclaim(
+                &self.redis,
+                room,
+                &self.node,
+                &snapshot,
+                &info,
+                epoch_of(token),
+            )
             .await
         {
             Ok(Some(token)) => {
@@ -356,6 +363,13 @@ impl Owners {
             Ok(Committed::Fenced) => {
                 tracing::warn!(%room, "fenced: the room has another owner");
                 false
+            }
+            Ok(Committed::Lost) => {
+                // Redis lost its data: the room is still ours in memory, and
+                // the next renewal writes it back (a new epoch).
+                tracing::warn!(%room, "Redis lost this room: the step is undone, the room claimed again next");
+                owner.rollback(step.before);
+                true
             }
             Err(e) => {
                 tracing::warn!(error = %e, %room, "commit failed; the room is unchanged");

@@ -81,7 +81,11 @@ return {node, claimed}
 /// `set`, `del`), room, snapshot, info, inbox maxlen, inbox ttl ms, then
 /// (node, batch) pairs.
 const COMMIT: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+local owner = redis.call('GET', KEYS[1])
+if not owner then
+  return 'lost'
+end
+if owner ~= ARGV[1] then
   return 'fenced'
 end
 if ARGV[2] == 'set' then
@@ -123,12 +127,16 @@ return 0
 ";
 
 /// KEYS: owner key, snapshot key, rooms hash. ARGV: this node, lease ms,
-/// room, snapshot, info. When nobody holds the room (Redis lost its data),
-/// claims it under a new epoch and writes its snapshot and listing again;
-/// returns the new epoch, or 0 if someone holds it.
+/// room, snapshot, info, the caller's last epoch. When nobody holds the room
+/// (Redis lost its data), claims it under a new epoch above the last one
+/// (a fresh `sr:epoch` starts again at 0) and writes its snapshot and listing
+/// again; returns the new epoch, or 0 if someone holds it.
 const RECLAIM: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
+end
+if tonumber(redis.call('GET', 'sr:epoch') or '0') < tonumber(ARGV[6]) then
+  redis.call('SET', 'sr:epoch', ARGV[6])
 end
 local epoch = redis.call('INCR', 'sr:epoch')
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
@@ -181,6 +189,9 @@ pub enum Committed {
     Ok,
     /// The room is not the caller's any more; nothing was written.
     Fenced,
+    /// Nobody holds the room (Redis lost its data): nothing was written; the
+    /// owner claims it again from memory ([`Scripts::reclaim`]).
+    Lost,
 }
 
 /// The three scripts, loaded once per node.
@@ -252,10 +263,10 @@ impl Scripts {
             inv.arg(node).arg(batch);
         }
         let answer: String = redis.invoke("commit", &inv).await?;
-        Ok(if answer == "ok" {
-            Committed::Ok
-        } else {
-            Committed::Fenced
+        Ok(match answer.as_str() {
+            "ok" => Committed::Ok,
+            "lost" => Committed::Lost,
+            _ => Committed::Fenced,
         })
     }
 
@@ -277,6 +288,7 @@ impl Scripts {
         node: &str,
         snapshot: &str,
         info: &str,
+        last_epoch: u64,
     ) -> Result<Option<String>, RedisDown> {
         let mut inv = self.reclaim.key(owner_key(room));
         inv.key(snap_key(room))
@@ -285,7 +297,8 @@ impl Scripts {
             .arg(LEASE_MS)
             .arg(room)
             .arg(snapshot)
-            .arg(info);
+            .arg(info)
+            .arg(last_epoch);
         let epoch: u64 = redis.invoke("reclaim", &inv).await?;
         Ok((epoch > 0).then(|| format!("{node}:{epoch}")))
     }
