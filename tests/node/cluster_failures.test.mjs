@@ -375,3 +375,40 @@ test('Redis restarted empty while joins and signals are in flight: each is answe
     await cleanup();
   }
 });
+
+test('an owner stopped with SIGTERM commits its own peers\' departures before it lets its rooms go', { skip }, async () => {
+  const { redis, nodes, on, cleanup } = await cluster(3);
+  try {
+    const room = uniq('handover');
+    const a = await on(0); // n1 owns the room
+    const b = await on(1);
+    const c = await on(2);
+    await a.join(room, 'a');
+    await b.join(room, 'b', 'b', { updates: 'delta' });
+    await c.join(room, 'c');
+    await b.next('peer_joined', (p) => p.version === 3);
+    // Nobody else can take the room over meanwhile: what is listed when n1 is gone is its own doing.
+    nodes[1].proc.kill('SIGSTOP');
+    nodes[2].proc.kill('SIGSTOP');
+    let info;
+    try {
+      assert.deepEqual(await nodes[0].stop(), { code: 0, signal: null });
+      info = JSON.parse(await redis.command('HGET', 'sr:rooms', room));
+    } finally {
+      nodes[1].proc.kill('SIGCONT');
+      nodes[2].proc.kill('SIGCONT');
+    }
+    assert.deepEqual(ids(info.peers), ['b', 'c']);
+    assert.equal(info.version, 4);
+    const left = await b.next('peer_left', (p) => p.peer_id === 'a', DEAD_NODE_MS);
+    assert.deepEqual(left, { room_name: room, peer_id: 'a', total_peers: 2, version: 4 });
+    assert.deepEqual(ids((await c.next('peer_list_updated', (p) => p.version === 4, DEAD_NODE_MS)).peers), ['b', 'c']);
+    // The room goes on with another owner.
+    const e = await on(1);
+    const joined = await e.join(room, 'e');
+    assert.equal(joined.success.version, 5);
+    assert.deepEqual(ids(joined.success.peers), ['b', 'c', 'e']);
+  } finally {
+    await cleanup();
+  }
+});

@@ -280,6 +280,32 @@ impl Owner {
         self.step(0, node, None, false, deliveries, before, after)
     }
 
+    /// Disconnects every socket member held by `node` (it is stopping, its
+    /// sockets closed): one version each, reason `disconnected`, told to the
+    /// members that remain.
+    pub fn disconnect_node(&mut self, node: &str) -> Step {
+        let before = self.registry.export_room(&self.room);
+        let doomed: Vec<ConnId> = before
+            .iter()
+            .flat_map(|s| &s.members)
+            .filter_map(|m| match &m.holder {
+                HolderSnapshot::Socket { conn, .. } if conn.node == node => Some(conn.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut deliveries = Vec::new();
+        for conn in &doomed {
+            deliveries.extend(self.registry.disconnect(conn));
+        }
+        for d in &mut deliveries {
+            d.to.retain(|c| !doomed.contains(c));
+        }
+        deliveries.retain(|d| !d.to.is_empty());
+        self.registry.take_changes();
+        let after = self.registry.export_room(&self.room);
+        self.step(0, node, None, false, deliveries, before, after)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn step(
         &self,

@@ -147,6 +147,12 @@ impl Owners {
             };
             tokio::select! {
                 Ok(()) = stopping.changed() => {
+                    // This node's sockets are closed: they leave as
+                    // disconnected, committed while the room is still ours.
+                    let step = owner.disconnect_node(&self.node);
+                    if !self.commit(&room, &token, &mut owner, step).await {
+                        break;
+                    }
                     if let Err(e) = self.scripts.release(&self.redis, &room, &token).await {
                         tracing::warn!(error = %e, %room, "cannot release a room's lease");
                     }

@@ -403,3 +403,32 @@ fn a_restore_whose_peer_id_was_taken_is_refused_and_changes_nothing() {
     assert_eq!(o.member_nodes(), ["n1"]);
     assert_eq!(o.version(), 1);
 }
+
+#[test]
+fn a_stopping_nodes_members_are_disconnected_one_version_each() {
+    let mut o = owner();
+    let _ = o.apply(join("n1", "a", "pa"), T0);
+    let delta = json!({"room_name": "r", "peer_id": "pb", "username": "u", "updates": "delta"});
+    let _ = o.apply(event("n2", "b", 1, "join_room", delta), T0);
+    let _ = o.apply(join("n1", "c", "pc"), T0);
+    let step = o.disconnect_node("n1");
+    assert!(matches!(&step.commit, Commit::Changed { info, .. } if info.version == 5));
+    let to_n2: Vec<&Batch> = step
+        .batches
+        .iter()
+        .filter(|(n, _)| n == "n2")
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(to_n2.len(), 2);
+    assert_eq!(to_n2[1].slot, Some(Slot::Change(5)));
+    let texts: Vec<&str> = to_n2[1].events.iter().map(|e| e.payload.get()).collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts[0].contains(r#""peer_id":"pa""#), "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .all(|t| t.contains(r#""reason":"disconnected""#)),
+        "{texts:?}"
+    );
+    assert_eq!(o.member_nodes(), ["n2"]);
+}
