@@ -28,6 +28,10 @@ use crate::registry::{ClientEvent, Config, Registry, Reply};
 use crate::time::Timestamp;
 use crate::validate::parse_join_text;
 
+/// How many times a request is routed again after a `moved` answer before it
+/// is answered `unavailable` (`docs/cluster.md`, "Messages").
+pub const MAX_MOVES: u32 = 3;
+
 /// What the adapter must do, in order.
 #[derive(Debug)]
 pub enum Action {
@@ -117,6 +121,8 @@ pub struct Home {
     /// Per socket, the room of its last join answered `unavailable` here: the
     /// owner may have applied it after all, its answer lost with Redis's data.
     doubtful: HashMap<String, String>,
+    /// How many times each pending request was answered `moved`.
+    moves: HashMap<u64, u32>,
     /// `restore` commands sent and not answered yet, by number.
     restoring: HashMap<u64, Restoring>,
     /// Answers what no room can; always empty.
@@ -133,6 +139,7 @@ impl Home {
             sockets: HashMap::new(),
             pending: HashMap::new(),
             restoring: HashMap::new(),
+            moves: HashMap::new(),
             doubtful: HashMap::new(),
             next_req: 1,
             answers: Registry::new(config),
@@ -227,10 +234,39 @@ impl Home {
         }
     }
 
+    /// Answers request `req` `unavailable` here (its room moved too often)
+    /// and lets the socket's next request start.
+    fn unavailable(&mut self, req: u64, deadline: u64, out: &mut Vec<Action>) {
+        let Some(command) = self.pending.get(&req) else {
+            return;
+        };
+        let CommandKind::Event { sid, event, .. } = &command.kind else {
+            return;
+        };
+        let Some(event) = ClientEvent::from_name(event) else {
+            return;
+        };
+        let room = (event == ClientEvent::JoinRoom).then_some(command.room.as_str());
+        let body = crate::Error::Unavailable.body(room);
+        let reply = Reply {
+            event: crate::protocol::Event::new(
+                event.error_event(),
+                crate::protocol::Payload::Error(body),
+            ),
+            emit: true,
+        };
+        out.push(Action::Answer {
+            sid: sid.clone(),
+            reply,
+        });
+        out.extend(self.give_up(req, deadline));
+    }
+
     /// A request got no answer in time and the adapter answered it
     /// `unavailable`: the socket's next request may start.
     pub fn give_up(&mut self, req: u64, deadline: u64) -> Vec<Action> {
         let mut out = Vec::new();
+        self.moves.remove(&req);
         let Some(command) = self.pending.remove(&req) else {
             return out;
         };
@@ -320,6 +356,7 @@ impl Home {
                 } else if let Some(command) = self.pending.remove(&req)
                     && let Some(local) = self.sockets.get_mut(&sid)
                 {
+                    self.moves.remove(&req);
                     let mut left = None;
                     let mut moved_from = None;
                     match event.as_str() {
@@ -357,7 +394,12 @@ impl Home {
                 out.push(Action::Http { req, status, body });
             }
             Some(BatchReply::Moved { req }) => {
-                if let Some(command) = self.pending.get(&req) {
+                let moves = self.moves.entry(req).or_default();
+                *moves += 1;
+                if *moves > MAX_MOVES {
+                    self.moves.remove(&req);
+                    self.unavailable(req, deadline, out);
+                } else if let Some(command) = self.pending.get(&req) {
                     out.push(Action::Send(command.clone()));
                 }
             }

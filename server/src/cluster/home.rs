@@ -345,7 +345,11 @@ impl Sockets {
                     }
                     self.send(command);
                 }
-                Action::Answer { sid, reply } => answer_local(st, &sid, &reply, &mut full),
+                Action::Answer { sid, reply } => {
+                    // Its request in flight, if any, is answered now (moved too often).
+                    st.inflight.remove(&sid);
+                    answer_local(st, &sid, &reply, &mut full);
+                }
                 Action::Reply {
                     sid,
                     event,

@@ -461,3 +461,36 @@ fn a_join_answered_unavailable_and_listed_after_all_is_undone() {
     let out = h.disconnect("s", 9);
     assert_eq!(sent(&out), [("p".to_owned(), p + 1, "disconnect")]);
 }
+
+#[test]
+fn a_request_moved_more_than_three_times_is_answered_unavailable() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    h.event("s", ClientEvent::GetPeers, None, false, 9);
+    let moved = || Batch {
+        room: "r".into(),
+        epoch: 1,
+        slot: None,
+        reply: Some(BatchReply::Moved { req: 1 }),
+        events: vec![],
+    };
+    for _ in 0..MAX_MOVES {
+        assert_eq!(
+            sent(&h.receive(moved(), T0, 9)),
+            [("r".to_owned(), 1, "event")]
+        );
+    }
+    let out = h.receive(moved(), T0, 9);
+    let Some(Action::Answer { sid, reply }) = out.first() else {
+        panic!("an answer: {out:?}");
+    };
+    assert_eq!(sid, "s");
+    assert_eq!(reply.event.name.as_str(), "join_room_error");
+    let body = reply.error_body().expect("an error");
+    assert_eq!(body.code, crate::ErrorCode::Unavailable);
+    assert_eq!(body.room_name.as_deref(), Some("r"));
+    // The next request starts; the join was doubtful.
+    assert!(sent(&out).is_empty(), "get_peers is answered here: {out:?}");
+    assert!(matches!(out.last(), Some(Action::Answer { .. })));
+    assert_eq!(h.doubtful(), [("s".into(), "r".into())]);
+}
