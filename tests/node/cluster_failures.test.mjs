@@ -412,3 +412,49 @@ test('an owner stopped with SIGTERM commits its own peers\' departures before it
     await cleanup();
   }
 });
+
+test('a commit that reaches Redis past its deadline (Redis hung) writes nothing', { skip }, async () => {
+  const { redis, nodes, on, cleanup } = await cluster(2);
+  try {
+    const room = uniq('late');
+    const a = await on(0); // n1 owns the room
+    await a.join(room, 'a');
+    const joiners = await Promise.all([...Array(24).keys()].map((i) => on(i % 2)));
+    const answers = joiners.map((c, i) => c.ack('join_room', { room_name: room, peer_id: `j${i}`, username: `j${i}` }));
+    // Redis hangs while the owner is still committing the burst; its pending
+    // scripts run when it wakes, after every request was answered.
+    await Promise.any(answers);
+    redis.freeze();
+    let joined;
+    try {
+      joined = await withTimeout(Promise.all(answers), 5000, 'every join answered');
+    } finally {
+      redis.thaw();
+    }
+    const ok = [];
+    joined.forEach((r, i) => {
+      if (r.code === undefined) ok.push(`j${i}`);
+      else assert.equal(r.code, 'unavailable', JSON.stringify(r));
+    });
+    assert.ok(ok.length < 24, 'some joins were cut by the hang');
+    const expected = ['a', ...ok].sort().join();
+    let seen;
+    await withTimeout((async () => {
+      for (;;) {
+        const listed = await Promise.all(nodes.map((n) => getJson(n.url, `/api/webrtc/rooms/${room}`)));
+        seen = listed.map((r) => (r.status === 200 ? ids(r.body.peers).sort().join() : r.status));
+        if (seen.every((x) => x === expected)) return;
+        await new Promise((resolve) => { setTimeout(resolve, 100); });
+      }
+    })(), 3000, `the room listed as ${expected}`).catch((e) => {
+      throw new Error(`${e.message}; listed: ${JSON.stringify(seen)}`);
+    });
+    // And it goes on in order: the next join is the next version for a.
+    const z = await on(1);
+    const last = await z.join(room, 'z');
+    assert.equal(last.success.version, ok.length + 2);
+    await a.next('peer_list_updated', (p) => p.version === ok.length + 2);
+  } finally {
+    await cleanup();
+  }
+});

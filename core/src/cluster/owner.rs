@@ -170,13 +170,7 @@ impl Owner {
         // A request past its deadline was answered `unavailable` at home; a
         // departure cannot be refused, so it is applied however late, and so
         // is a `restore` (its socket's later departure follows it here).
-        let answered = matches!(
-            command.kind,
-            CommandKind::Event { .. }
-                | CommandKind::HttpJoin { .. }
-                | CommandKind::HttpLeave { .. }
-        );
-        if answered && command.deadline < now.0 {
+        if command.expires() && command.deadline < now.0 {
             return Step::nothing(before);
         }
         let home = command.home.clone();

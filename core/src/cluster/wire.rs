@@ -32,6 +32,20 @@ pub struct Command {
     pub kind: CommandKind,
 }
 
+impl Command {
+    /// Whether its home node answers it `unavailable` at its deadline (a
+    /// socket's event, a REST request), so that it must not take effect
+    /// afterwards; departures and restores are applied however late.
+    pub fn expires(&self) -> bool {
+        matches!(
+            self.kind,
+            CommandKind::Event { .. }
+                | CommandKind::HttpJoin { .. }
+                | CommandKind::HttpLeave { .. }
+        )
+    }
+}
+
 /// What a [`Command`] asks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 // Externally tagged: serde buffers internally tagged enums, and a buffered

@@ -28,10 +28,11 @@ use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
 
+use super::clock::now;
 use super::node::Boot;
 use super::redis::Redis;
 use super::scripts::Scripts;
-use crate::hub::{encode, now};
+use crate::hub::encode;
 use crate::metrics;
 
 /// How long a socket's request waits for its owner's answer before it is

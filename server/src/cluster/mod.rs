@@ -16,6 +16,7 @@
 //! at start-up), healing after Redis comes back empty, a clean hand-over on
 //! SIGTERM (see "Building it" in the design).
 
+mod clock;
 mod heal;
 mod home;
 mod inbox;

@@ -182,6 +182,9 @@ async fn beat(redis: Redis, key: String, record: String, health: Health, boot: A
                 false
             }
         };
+        if ok && let Err(e) = super::clock::measure(&redis).await {
+            tracing::debug!(error = %e, "cannot read Redis's clock");
+        }
         if ok {
             // A new id each time: one this node set before Redis lost its data
             // must not come back and hide the loss.

@@ -29,9 +29,9 @@ use signalroom_core::cluster::{Commit, Owner, Step};
 use signalroom_core::registry::RoomSnapshot;
 use tokio::sync::{mpsc, watch};
 
+use super::clock::now;
 use super::redis::Redis;
 use super::scripts::{self, Committed, Scripts, Write};
-use crate::hub::now;
 
 /// How long an owner waits before expiring HTTP peers again after a failed commit.
 const EXPIRY_RETRY: Duration = Duration::from_millis(200);
@@ -287,8 +287,9 @@ impl Owners {
 
     /// Applies one command and commits it. `false` when the room is no longer ours.
     async fn step(&self, room: &str, token: &str, owner: &mut Owner, command: Command) -> bool {
+        let deadline = command.expires().then_some(command.deadline);
         let step = owner.apply(command, now());
-        self.commit(room, token, owner, step).await
+        self.commit_by(room, token, owner, step, deadline).await
     }
 
     /// Removes the members of nodes whose registration ran out (they died):
@@ -331,6 +332,19 @@ impl Owners {
     /// `token`. An empty room is let go (its snapshot, listing and lease
     /// deleted), whatever the step. `false` when the room is no longer ours.
     async fn commit(&self, room: &str, token: &str, owner: &mut Owner, step: Step) -> bool {
+        self.commit_by(room, token, owner, step, None).await
+    }
+
+    /// [`Owners::commit`] of a command that must not take effect after
+    /// `deadline` (Redis's clock): past it, the step is undone.
+    async fn commit_by(
+        &self,
+        room: &str,
+        token: &str,
+        owner: &mut Owner,
+        step: Step,
+        deadline: Option<u64>,
+    ) -> bool {
         let deleted = owner.is_empty();
         if !deleted && step.batches.is_empty() && step.commit == Commit::Unchanged {
             return true;
@@ -362,13 +376,18 @@ impl Owners {
         };
         match self
             .scripts
-            .commit(&self.redis, room, token, write, &batches)
+            .commit_by(&self.redis, room, token, write, &batches, deadline)
             .await
         {
             Ok(Committed::Ok) => !deleted,
             Ok(Committed::Fenced) => {
                 tracing::warn!(%room, "fenced: the room has another owner");
                 false
+            }
+            Ok(Committed::Late) => {
+                tracing::warn!(%room, "a command reached Redis past its deadline: undone");
+                owner.rollback(step.before);
+                true
             }
             Ok(Committed::Lost) => {
                 // Redis lost its data: the room is still ours in memory, and
