@@ -12,9 +12,9 @@
 //! ([`home`]); REST listings from `sr:rooms` ([`rest`]); a dead node's peers
 //! removed by the owners of their rooms, and a dead owner's rooms taken over
 //! ([`owners`]); HTTP peers joined and removed through any node, their leases
-//! run by the owner. What does not yet: access tokens and webhooks (refused
-//! at start-up), healing after Redis comes back empty, a clean hand-over on
-//! SIGTERM (see "Building it" in the design).
+//! run by the owner; members a room lost put back after Redis came back
+//! empty ([`heal`]). What does not yet: access tokens and webhooks (refused
+//! at start-up) (see "Building it" in the design).
 
 mod clock;
 mod heal;
