@@ -458,3 +458,59 @@ test('a commit that reaches Redis past its deadline (Redis hung) writes nothing'
     await cleanup();
   }
 });
+
+test('a commit whose answer is lost is read back: the change it made stands', { skip }, async () => {
+  const { redis, nodes, on, cleanup } = await cluster(2);
+  try {
+    const room = uniq('readback');
+    const a = await on(0); // n1 owns the room
+    await a.join(room, 'a');
+    const b = await on(1);
+    // n1 hears of b's join (its blocking inbox read is under way, so Redis
+    // answers it) but cannot act on it yet.
+    const blockedReads = async () => String(await redis.command('CLIENT', 'LIST'))
+      .split('\n').filter((l) => / flags=b /.test(l) && / cmd=xread /.test(l)).length;
+    let answer;
+    try {
+      await withTimeout((async () => {
+        for (;;) {
+          nodes[0].proc.kill('SIGSTOP');
+          if (await blockedReads() === 2) return;
+          nodes[0].proc.kill('SIGCONT');
+          await new Promise((resolve) => { setTimeout(resolve, 20); });
+        }
+      })(), 5000, 'both nodes reading their inbox');
+      answer = b.ack('join_room', { room_name: room, peer_id: 'b', username: 'b' });
+      await withTimeout((async () => {
+        while (await redis.command('XLEN', 'sr:in:n1') < 1) {
+          await new Promise((resolve) => { setTimeout(resolve, 10); });
+        }
+      })(), 2000, 'b\'s join routed to n1');
+      // Redis hangs: n1 applies the join and its commit waits, then times out.
+      redis.freeze();
+    } finally {
+      nodes[0].proc.kill('SIGCONT');
+    }
+    try {
+      await withTimeout((async () => {
+        while (!nodes[0].output.join('').includes('commit failed')) {
+          await new Promise((resolve) => { setTimeout(resolve, 20); });
+        }
+      })(), 3000, 'n1\'s commit timed out');
+    } finally {
+      // Before the command's deadline: the script runs, so the join took effect.
+      redis.thaw();
+    }
+    const reply = await answer;
+    assert.equal(reply.version, 2, JSON.stringify(reply));
+    assert.deepEqual(ids(reply.peers), ['a', 'b']);
+    // n1 kept it: the room goes on from there.
+    const c = await on(1);
+    const joined = await c.join(room, 'c');
+    assert.equal(joined.success.version, 3);
+    assert.deepEqual(ids(joined.success.peers), ['a', 'b', 'c']);
+    assert.deepEqual(ids((await getJson(nodes[0].url, `/api/webrtc/rooms/${room}`)).body.peers), ['a', 'b', 'c']);
+  } finally {
+    await cleanup();
+  }
+});

@@ -36,6 +36,11 @@ use super::scripts::{self, Committed, Scripts, Write};
 /// How long an owner waits before expiring HTTP peers again after a failed commit.
 const EXPIRY_RETRY: Duration = Duration::from_millis(200);
 
+/// How many times an owner reads a room back after a commit whose answer was lost.
+const READ_BACK_TRIES: u32 = 10;
+/// How long it waits between those reads.
+const READ_BACK_RETRY: Duration = Duration::from_millis(200);
+
 /// How often an owner renews its room's lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(1);
 
@@ -397,11 +402,48 @@ impl Owners {
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, %room, "commit failed; the room is unchanged");
-                owner.rollback(step.before);
+                tracing::warn!(error = %e, %room, "commit failed; reading the room back");
+                let wrote = match (&step.commit, &texts) {
+                    _ if deleted => Some(None),
+                    (Commit::Changed { .. }, Some((snapshot, _))) => Some(Some(snapshot.as_str())),
+                    _ => None,
+                };
+                // Nothing to write (a signal): nothing to undo either.
+                if let Some(wrote) = wrote
+                    && self.read_back(room, wrote).await
+                {
+                    tracing::warn!(%room, "the commit went through after all: the change stands");
+                } else {
+                    owner.rollback(step.before);
+                }
                 true
             }
         }
+    }
+
+    /// After a commit whose answer was lost: whether `sr:snap:{room}` is what
+    /// it wrote (`None`: deleted), so its change stands (its batches went out
+    /// with it). Asked on the same connection, behind the script if Redis
+    /// still has it; tried until Redis answers, at most [`READ_BACK_TRIES`]
+    /// times (the room is not served meanwhile). `false` when Redis never
+    /// answered: the change is undone, as it was before this read.
+    async fn read_back(&self, room: &str, wrote: Option<&str>) -> bool {
+        let mut get = redis::cmd("GET");
+        get.arg(scripts::snap_key(room));
+        for _ in 0..READ_BACK_TRIES {
+            match self
+                .redis
+                .call::<Option<String>>("GET snapshot", &get)
+                .await
+            {
+                Ok(snap) => return snap.as_deref() == wrote,
+                Err(e) => {
+                    tracing::debug!(error = %e, %room, "cannot read a room back yet");
+                    tokio::time::sleep(READ_BACK_RETRY).await;
+                }
+            }
+        }
+        false
     }
 
     /// Stops serving `room`: every request still queued is answered `moved`
