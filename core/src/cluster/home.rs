@@ -24,9 +24,14 @@ use serde_json::value::RawValue;
 use super::Resequencer;
 use super::wire::{Batch, BatchReply, Command, CommandKind};
 use crate::access::Grant;
+use crate::protocol::{JoinSuccess, Peer, UpdateMode};
 use crate::registry::{ClientEvent, Config, Registry, Reply};
 use crate::time::Timestamp;
 use crate::validate::parse_join_text;
+
+/// How many times a request is routed again after a `moved` answer before it
+/// is answered `unavailable` (`docs/cluster.md`, "Messages").
+pub const MAX_MOVES: u32 = 3;
 
 /// What the adapter must do, in order.
 #[derive(Debug)]
@@ -60,6 +65,12 @@ pub enum Action {
         /// Its payload as JSON text.
         payload: Box<RawValue>,
     },
+    /// Disconnect this socket: its room lost it and refused to take it back
+    /// (`restore`), so its client joins again.
+    Disconnect {
+        /// The socket.
+        sid: String,
+    },
     /// An owner's answer to a REST request made through this node.
     Http {
         /// The request it answers.
@@ -89,6 +100,18 @@ struct Local {
     /// The claims of the token it connected with: its joins carry them to
     /// the room's owner, which judges them.
     grant: Option<Grant>,
+    /// Who it is in its room, as its join's answer said, and how it hears of
+    /// changes: what a `restore` puts back.
+    member: Option<(Peer, UpdateMode)>,
+}
+
+/// A `restore` sent and not answered yet.
+#[derive(Debug)]
+struct Restoring {
+    sid: String,
+    room: String,
+    /// Past this (ms, the deadline's clock) it counts as lost.
+    deadline: u64,
 }
 
 /// A node's sockets, their requests in flight, and their rooms' sequences.
@@ -99,6 +122,13 @@ pub struct Home {
     /// Requests sent and not answered yet, by number.
     pending: HashMap<u64, Command>,
     next_req: u64,
+    /// Per socket, the room of its last join answered `unavailable` here: the
+    /// owner may have applied it after all, its answer lost with Redis's data.
+    doubtful: HashMap<String, String>,
+    /// How many times each pending request was answered `moved`.
+    moves: HashMap<u64, u32>,
+    /// `restore` commands sent and not answered yet, by number.
+    restoring: HashMap<u64, Restoring>,
     /// Answers what no room can; always empty.
     answers: Registry<String>,
     sequence: Resequencer<String, Batch>,
@@ -112,6 +142,9 @@ impl Home {
             node: node.into(),
             sockets: HashMap::new(),
             pending: HashMap::new(),
+            restoring: HashMap::new(),
+            moves: HashMap::new(),
+            doubtful: HashMap::new(),
             next_req: 1,
             answers: Registry::new(config),
             sequence: Resequencer::new(max_held, max_wait_ms),
@@ -218,13 +251,48 @@ impl Home {
         }
     }
 
+    /// Answers request `req` `unavailable` here (its room moved too often)
+    /// and lets the socket's next request start.
+    fn unavailable(&mut self, req: u64, deadline: u64, out: &mut Vec<Action>) {
+        let Some(command) = self.pending.get(&req) else {
+            return;
+        };
+        let CommandKind::Event { sid, event, .. } = &command.kind else {
+            return;
+        };
+        let Some(event) = ClientEvent::from_name(event) else {
+            return;
+        };
+        let room = (event == ClientEvent::JoinRoom).then_some(command.room.as_str());
+        let body = crate::Error::Unavailable.body(room);
+        let reply = Reply {
+            event: crate::protocol::Event::new(
+                event.error_event(),
+                crate::protocol::Payload::Error(body),
+            ),
+            emit: true,
+        };
+        out.push(Action::Answer {
+            sid: sid.clone(),
+            reply,
+        });
+        out.extend(self.give_up(req, deadline));
+    }
+
     /// A request got no answer in time and the adapter answered it
     /// `unavailable`: the socket's next request may start.
     pub fn give_up(&mut self, req: u64, deadline: u64) -> Vec<Action> {
         let mut out = Vec::new();
+        self.moves.remove(&req);
         let Some(command) = self.pending.remove(&req) else {
             return out;
         };
+        if let CommandKind::Event { sid, event, .. } = &command.kind
+            && event == ClientEvent::JoinRoom.as_str()
+            && self.sockets.contains_key(sid)
+        {
+            self.doubtful.insert(sid.clone(), command.room.clone());
+        }
         if let CommandKind::Event { sid, .. } = &command.kind
             && let Some(local) = self.sockets.get_mut(sid)
             && local.busy == Some(req)
@@ -239,6 +307,19 @@ impl Home {
     /// A batch from a room's owner. `deadline` is for the requests it lets start.
     pub fn receive(&mut self, batch: Batch, now: Timestamp, deadline: u64) -> Vec<Action> {
         let mut out = Vec::new();
+        let mut resynced = Vec::new();
+        if let (Some(super::Slot::Change(v)), Some(BatchReply::Restored { req, ok: true, .. })) =
+            (batch.slot, &batch.reply)
+            && self.restoring.contains_key(req)
+        {
+            // This node's member is back in a room that went on without it
+            // (or was made again for it): its sequence goes on from here.
+            let r = self.sequence.resync(&batch.room, v.saturating_sub(1), now);
+            resynced = r.ready;
+        }
+        for batch in resynced {
+            self.apply(batch, true, deadline, &mut out);
+        }
         let (ready, stale) = match batch.slot {
             // A room no socket here is in or joining is not sequenced: its batch
             // (sent before the owner heard that the last one left) has no one to
@@ -289,19 +370,24 @@ impl Home {
                             kind,
                         )));
                     }
-                } else if self.pending.remove(&req).is_some()
+                } else if let Some(command) = self.pending.remove(&req)
                     && let Some(local) = self.sockets.get_mut(&sid)
                 {
+                    self.moves.remove(&req);
                     let mut left = None;
                     let mut moved_from = None;
                     match event.as_str() {
                         "join_room_success" => {
+                            local.member = member_of(&command, &payload);
                             left = local.room.replace(batch.room.clone());
                             if let Some(old) = left.as_ref().filter(|old| **old != batch.room) {
                                 moved_from = Some(old.clone());
                             }
                         }
-                        "leave_room_success" => left = local.room.take(),
+                        "leave_room_success" => {
+                            local.member = None;
+                            left = local.room.take();
+                        }
                         _ => {}
                     }
                     local.busy = None;
@@ -325,8 +411,22 @@ impl Home {
                 out.push(Action::Http { req, status, body });
             }
             Some(BatchReply::Moved { req }) => {
-                if let Some(command) = self.pending.get(&req) {
+                let moves = self.moves.entry(req).or_default();
+                *moves += 1;
+                if *moves > MAX_MOVES {
+                    self.moves.remove(&req);
+                    self.unavailable(req, deadline, out);
+                } else if let Some(command) = self.pending.get(&req) {
                     out.push(Action::Send(command.clone()));
+                }
+            }
+            Some(BatchReply::Restored { req, sid, ok }) => {
+                let ours = self
+                    .restoring
+                    .remove(&req)
+                    .is_some_and(|r| r.room == batch.room && r.sid == sid);
+                if ours && !ok && self.room_of(&sid) == Some(batch.room.as_str()) {
+                    out.push(Action::Disconnect { sid });
                 }
             }
             None => {}
@@ -357,6 +457,11 @@ impl Home {
             return Vec::new();
         };
         let mut rooms: Vec<String> = local.room.into_iter().collect();
+        if let Some(room) = self.doubtful.remove(sid)
+            && !rooms.contains(&room)
+        {
+            rooms.push(room);
+        }
         if let Some(req) = local.busy
             && let Some(command) = self.pending.remove(&req)
             && !rooms.contains(&command.room)
@@ -372,6 +477,123 @@ impl Home {
             self.release(&room);
         }
         out
+    }
+
+    /// Gives up waiting for versions that stayed missing past the gap limits
+    /// at `now` (they can only have been lost with Redis's data): each such
+    /// room's sequence goes on from its first held batch, which is released
+    /// with what follows it. Full-mode members get the whole list with the
+    /// next change; delta members see the version jump and ask for the list.
+    /// `deadline` is for the requests this lets start.
+    pub fn skip_gaps(&mut self, now: Timestamp, deadline: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        for gap in self.sequence.gaps(now) {
+            let Some(first) = self.sequence.first_held(&gap.key) else {
+                continue;
+            };
+            let r = self.sequence.resync(&gap.key, first.saturating_sub(1), now);
+            for batch in r.ready {
+                self.apply(batch, true, deadline, &mut out);
+            }
+            for batch in r.stale {
+                self.apply(batch, false, deadline, &mut out);
+            }
+        }
+        out
+    }
+
+    /// This node's socket members that may be checked against their rooms'
+    /// listings, as `(sid, room, peer_id)`: in a room, with no request in
+    /// flight or queued (its answer may still move it) and no `restore`
+    /// outstanding. A `restore` past its deadline at `now` counts as lost.
+    pub fn members(&mut self, now: u64) -> Vec<(String, String, String)> {
+        self.restoring.retain(|_, r| r.deadline >= now);
+        let restoring: Vec<&str> = self.restoring.values().map(|r| r.sid.as_str()).collect();
+        let mut out: Vec<(String, String, String)> = self
+            .sockets
+            .iter()
+            .filter(|(sid, l)| {
+                l.busy.is_none() && l.queue.is_empty() && !restoring.contains(&sid.as_str())
+            })
+            .filter_map(|(sid, l)| {
+                let room = l.room.clone()?;
+                let (peer, _) = l.member.as_ref()?;
+                Some((sid.clone(), room, peer.peer_id.clone()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The joins answered `unavailable` here that the owner may have applied
+    /// after all, as `(sid, room)`: to check against the rooms' listings once
+    /// Redis lost its data (their answers may have been lost with it).
+    pub fn doubtful(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .doubtful
+            .iter()
+            .map(|(sid, room)| (sid.clone(), room.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// A doubtful join of `sid` into `room` was checked: `listed` if the room
+    /// lists the socket. Listed while the socket is not in that room here, it
+    /// is undone (the owner is told the socket left).
+    pub fn checked(
+        &mut self,
+        sid: &str,
+        room: &str,
+        listed: bool,
+        deadline: u64,
+    ) -> Option<Action> {
+        if self.doubtful.get(sid).is_none_or(|r| r != room) {
+            return None;
+        }
+        self.doubtful.remove(sid);
+        if !listed || self.room_of(sid) == Some(room) {
+            return None;
+        }
+        let kind = CommandKind::Disconnect {
+            sid: sid.to_owned(),
+        };
+        Some(Action::Send(self.command(room.to_owned(), deadline, kind)))
+    }
+
+    /// Whether a `restore` is outstanding.
+    pub fn restoring(&self) -> bool {
+        !self.restoring.is_empty()
+    }
+
+    /// Asks the owner of socket `sid`'s room to put it back (its room lost
+    /// it: Redis restarted empty after the room's owner died), above the last
+    /// version this node delivered in that room. `None` if the socket is in
+    /// no room or its membership is unknown.
+    pub fn restore(&mut self, sid: &str, deadline: u64) -> Option<Action> {
+        let local = self.sockets.get(sid)?;
+        let room = local.room.clone()?;
+        let (peer, mode) = local.member.clone()?;
+        let floor = self
+            .sequence
+            .expected(&room)
+            .map_or(0, |v| v.saturating_sub(1));
+        let kind = CommandKind::Restore {
+            sid: sid.to_owned(),
+            peer,
+            mode,
+            floor,
+        };
+        let command = self.command(room.clone(), deadline, kind);
+        self.restoring.insert(
+            command.req,
+            Restoring {
+                sid: sid.to_owned(),
+                room,
+                deadline,
+            },
+        );
+        Some(Action::Send(command))
     }
 
     /// A command for `room`'s owner, with the next request number.
@@ -403,6 +625,21 @@ impl Home {
             self.sequence.forget(&room.to_owned());
         }
     }
+}
+
+/// Who a socket is in the room its join answered, and how it hears of
+/// changes: its peer from the answer's list, its mode from the request.
+fn member_of(join: &Command, answer: &RawValue) -> Option<(Peer, UpdateMode)> {
+    let CommandKind::Event { payload, .. } = &join.kind else {
+        return None;
+    };
+    let mode = parse_join_text(payload.as_deref()).ok()?.updates;
+    let success: JoinSuccess = serde_json::from_str(answer.get()).ok()?;
+    let peer = success
+        .peers
+        .into_iter()
+        .find(|p| p.peer_id == success.peer_id)?;
+    Some((peer, mode))
 }
 
 #[cfg(test)]

@@ -74,6 +74,8 @@ enum Answer {
     Socket(String, Reply),
     /// To a REST request on the command's home node: status and JSON body.
     Http(u16, Box<RawValue>),
+    /// To a `restore` from the command's home node: the socket, and whether it is back.
+    Restored(String, bool),
 }
 
 /// One owned room.
@@ -171,14 +173,9 @@ impl Owner {
     pub fn apply(&mut self, command: Command, now: Timestamp) -> Step {
         let before = self.registry.export_room(&self.room);
         // A request past its deadline was answered `unavailable` at home; a
-        // departure cannot be refused, so it is applied however late.
-        let answered = matches!(
-            command.kind,
-            CommandKind::Event { .. }
-                | CommandKind::HttpJoin { .. }
-                | CommandKind::HttpLeave { .. }
-        );
-        if answered && command.deadline < now.0 {
+        // departure cannot be refused, so it is applied however late, and so
+        // is a `restore` (its socket's later departure follows it here).
+        if command.expires() && command.deadline < now.0 {
             return Step::nothing(before);
         }
         let home = command.home.clone();
@@ -244,7 +241,24 @@ impl Owner {
                     }
                 }
             }
-            CommandKind::Takeover | CommandKind::Restore { .. } => Vec::new(),
+            CommandKind::Restore {
+                sid,
+                peer,
+                mode,
+                floor,
+            } => {
+                let conn = ConnId::new(home.clone(), sid.clone());
+                self.registry.connect(&conn);
+                let restored = self
+                    .registry
+                    .restore(&conn, &self.room, peer, mode, floor, now);
+                if self.registry.membership(&conn).is_none() {
+                    self.registry.disconnect(&conn);
+                }
+                reply = Some(Answer::Restored(sid, restored.is_ok()));
+                restored.unwrap_or_default()
+            }
+            CommandKind::Takeover => Vec::new(),
         };
         let changes = self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
@@ -278,6 +292,32 @@ impl Owner {
         let mut step = self.step(0, node, None, false, deliveries, before, after);
         step.changes = changes;
         step
+    }
+
+    /// Disconnects every socket member held by `node` (it is stopping, its
+    /// sockets closed): one version each, reason `disconnected`, told to the
+    /// members that remain.
+    pub fn disconnect_node(&mut self, node: &str) -> Step {
+        let before = self.registry.export_room(&self.room);
+        let doomed: Vec<ConnId> = before
+            .iter()
+            .flat_map(|s| &s.members)
+            .filter_map(|m| match &m.holder {
+                HolderSnapshot::Socket { conn, .. } if conn.node == node => Some(conn.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut deliveries = Vec::new();
+        for conn in &doomed {
+            deliveries.extend(self.registry.disconnect(conn));
+        }
+        for d in &mut deliveries {
+            d.to.retain(|c| !doomed.contains(c));
+        }
+        deliveries.retain(|d| !d.to.is_empty());
+        self.registry.take_changes();
+        let after = self.registry.export_room(&self.room);
+        self.step(0, node, None, false, deliveries, before, after)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -329,17 +369,15 @@ impl Owner {
         }
         let split = split_by_node(&deliveries);
         nodes.extend(split.keys().map(|n| (*n).to_owned()));
-        if matches!(reply, Some(Answer::Socket(..))) {
+        let to_home = matches!(reply, Some(Answer::Socket(..) | Answer::Restored(..)));
+        if to_home {
             nodes.push(home.to_owned());
         }
         nodes.sort_unstable();
         nodes.dedup();
         if !matches!(slot, Some(Slot::Change(_))) {
             // Not a change: only the nodes with something to hear.
-            nodes.retain(|n| {
-                split.contains_key(n.as_str())
-                    || (matches!(reply, Some(Answer::Socket(..))) && n == home)
-            });
+            nodes.retain(|n| split.contains_key(n.as_str()) || (to_home && n == home));
         }
         let mut batches = Vec::new();
         for node in nodes {
@@ -359,6 +397,15 @@ impl Owner {
                     event: r.event.name.as_str().to_owned(),
                     payload,
                     emit: r.emit,
+                });
+            }
+            if node == home
+                && let Some(Answer::Restored(sid, ok)) = &reply
+            {
+                batch.reply = Some(BatchReply::Restored {
+                    req,
+                    sid: sid.clone(),
+                    ok: *ok,
                 });
             }
             for d in split.get(node.as_str()).into_iter().flatten() {

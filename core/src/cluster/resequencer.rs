@@ -195,6 +195,20 @@ impl<K: Ord + Clone, T> Resequencer<K, T> {
         self.lanes.get(key).map(|lane| lane.done.saturating_add(1))
     }
 
+    /// The lowest version held in room `key` (a change, or a read's version),
+    /// if any: where a sequence whose missing versions are lost goes on.
+    pub fn first_held(&self, key: &K) -> Option<u64> {
+        let lane = self.lanes.get(key)?;
+        let change = lane.changes.keys().next().copied();
+        let read = lane
+            .reads
+            .keys()
+            .next()
+            .copied()
+            .map(|v| v.saturating_add(1));
+        change.into_iter().chain(read).min()
+    }
+
     /// Batches held across all rooms.
     pub fn held(&self) -> usize {
         self.lanes.values().map(Lane::held).sum()

@@ -39,6 +39,20 @@ pub struct Command {
     pub grant: Option<Grant>,
 }
 
+impl Command {
+    /// Whether its home node answers it `unavailable` at its deadline (a
+    /// socket's event, a REST request), so that it must not take effect
+    /// afterwards; departures and restores are applied however late.
+    pub fn expires(&self) -> bool {
+        matches!(
+            self.kind,
+            CommandKind::Event { .. }
+                | CommandKind::HttpJoin { .. }
+                | CommandKind::HttpLeave { .. }
+        )
+    }
+}
+
 /// What a [`Command`] asks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 // Externally tagged: serde buffers internally tagged enums, and a buffered
@@ -140,6 +154,16 @@ pub enum BatchReply {
     Moved {
         /// The request it answers.
         req: u64,
+    },
+    /// The answer to a `restore`: whether the member is in the room again
+    /// (refused: its node disconnects the socket, and its client joins again).
+    Restored {
+        /// The request it answers.
+        req: u64,
+        /// The socket.
+        sid: String,
+        /// Whether the member is listed again.
+        ok: bool,
     },
 }
 

@@ -28,10 +28,11 @@ use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{mpsc, oneshot};
 
+use super::clock::now;
 use super::node::Boot;
 use super::redis::Redis;
 use super::scripts::Scripts;
-use crate::hub::{encode, now};
+use crate::hub::encode;
 use crate::metrics;
 
 /// How long a socket's request waits for its owner's answer before it is
@@ -233,6 +234,65 @@ impl Sockets {
         close(closing);
     }
 
+    /// This node's socket members to check against their rooms' listings:
+    /// `(sid, room, peer_id)` (see [`Home::members`]).
+    pub fn members(&self) -> Vec<(String, String, String)> {
+        self.lock().home.members(now().0)
+    }
+
+    /// Gives up on room versions that stayed missing too long (lost with
+    /// Redis's data): see [`Home::skip_gaps`].
+    pub fn skip_gaps(self: &Arc<Self>) {
+        let closing = {
+            let mut st = self.lock();
+            let actions = st.home.skip_gaps(now(), deadline());
+            if !actions.is_empty() {
+                tracing::warn!("room versions lost with Redis's data: skipped");
+            }
+            self.perform(&mut st, actions)
+        };
+        close(closing);
+    }
+
+    /// Joins answered `unavailable` here that the owner may have applied
+    /// (see [`Home::doubtful`]).
+    pub fn doubtful(&self) -> Vec<(String, String)> {
+        self.lock().home.doubtful()
+    }
+
+    /// A doubtful join was checked against its room's snapshot: undone if
+    /// listed (see [`Home::checked`]).
+    pub fn checked(self: &Arc<Self>, sid: &str, room: &str, listed: bool) {
+        let closing = {
+            let mut st = self.lock();
+            let actions: Vec<Action> = st
+                .home
+                .checked(sid, room, listed, deadline())
+                .into_iter()
+                .collect();
+            if !actions.is_empty() {
+                tracing::warn!(%sid, %room, "a join answered unavailable took effect: undone");
+            }
+            self.perform(&mut st, actions)
+        };
+        close(closing);
+    }
+
+    /// Whether a `restore` sent by this node is still unanswered.
+    pub fn restoring(&self) -> bool {
+        self.lock().home.restoring()
+    }
+
+    /// Sends a `restore` for socket `sid` to its room's owner (its room lost it).
+    pub fn restore(self: &Arc<Self>, sid: &str) {
+        let closing = {
+            let mut st = self.lock();
+            let actions: Vec<Action> = st.home.restore(sid, deadline()).into_iter().collect();
+            self.perform(&mut st, actions)
+        };
+        close(closing);
+    }
+
     /// `req` of socket `sid` got no answer in time: answer it `unavailable`.
     fn timed_out(self: &Arc<Self>, sid: &str, req: u64) {
         let closing = {
@@ -291,7 +351,11 @@ impl Sockets {
                     }
                     self.send(command);
                 }
-                Action::Answer { sid, reply } => answer_local(st, &sid, &reply, &mut full),
+                Action::Answer { sid, reply } => {
+                    // Its request in flight, if any, is answered now (moved too often).
+                    st.inflight.remove(&sid);
+                    answer_local(st, &sid, &reply, &mut full);
+                }
                 Action::Reply {
                     sid,
                     event,
@@ -316,6 +380,15 @@ impl Sockets {
                     }
                 }
                 Action::Emit { to, event, payload } => emit(st, &to, &event, &payload, &mut full),
+                Action::Disconnect { sid } => {
+                    if let Some(socket) = st.sockets.get(&sid).cloned() {
+                        tracing::warn!(%sid, "its room cannot take it back: disconnected, its client joins again");
+                        // Not under the lock: its disconnect handler takes it.
+                        tokio::spawn(async move {
+                            socket.disconnect().ok();
+                        });
+                    }
+                }
                 Action::Http { req, status, body } => {
                     if let Some(tx) = st.http.remove(&req) {
                         tx.send((status, body)).ok();

@@ -14,9 +14,11 @@
 //! ([`owners`]); HTTP peers joined and removed through any node, their leases
 //! run by the owner; access tokens (checked where a client connects, their
 //! claims judged by the room's owner) and webhooks (sent by the room's owner
-//! after each commit). What does not yet: healing after Redis comes back
-//! empty, a clean hand-over on SIGTERM (see "Building it" in the design).
+//! after each commit); members a room lost put back after Redis came back
+//! empty ([`heal`]). See "Building it" in the design for what does not yet.
 
+mod clock;
+mod heal;
 mod home;
 mod inbox;
 mod node;
@@ -97,6 +99,13 @@ impl Cluster {
                 scripts.clone(),
                 sockets.outbox(),
             )),
+            tokio::spawn(heal::run(
+                node.id().to_owned(),
+                redis.clone(),
+                sockets.clone(),
+                node.boot(),
+            )),
+            tokio::spawn(heal::skip_gaps(sockets.clone())),
             tokio::spawn(inbox::read(
                 node.id().to_owned(),
                 inbox_redis,

@@ -45,6 +45,8 @@ pub const FRESH_REDIS: Duration = Duration::from_secs(2);
 pub struct Boot {
     /// The id, and from when it may be claimed under.
     known: std::sync::Mutex<Option<(String, tokio::time::Instant)>>,
+    /// How many times this node saw the id change (Redis lost its data).
+    losses: std::sync::atomic::AtomicU64,
 }
 
 impl Boot {
@@ -57,6 +59,12 @@ impl Boot {
             .map(|(id, _)| id.clone())
     }
 
+    /// How many times this node saw Redis lose its data: a change starts the
+    /// restore passes ([`super::heal`]).
+    pub fn losses(&self) -> u64 {
+        self.losses.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Redis says the id is `id`.
     fn seen(&self, id: String) {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
@@ -65,6 +73,8 @@ impl Boot {
             Some(_) => {
                 tracing::warn!("Redis lost its data: claiming only this node's rooms for 2 s");
                 *known = Some((id, tokio::time::Instant::now() + FRESH_REDIS));
+                self.losses
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             // The first id this node sees: trusted at once.
             None => *known = Some((id, tokio::time::Instant::now())),
@@ -172,6 +182,9 @@ async fn beat(redis: Redis, key: String, record: String, health: Health, boot: A
                 false
             }
         };
+        if ok && let Err(e) = super::clock::measure(&redis).await {
+            tracing::debug!(error = %e, "cannot read Redis's clock");
+        }
         if ok {
             // A new id each time: one this node set before Redis lost its data
             // must not come back and hide the loss.

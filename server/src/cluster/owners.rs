@@ -29,13 +29,18 @@ use signalroom_core::cluster::{Commit, Owner, Step};
 use signalroom_core::registry::RoomSnapshot;
 use tokio::sync::{mpsc, watch};
 
+use super::clock::now;
 use super::redis::Redis;
 use super::scripts::{self, Committed, Scripts, Write};
-use crate::hub::now;
 use crate::webhooks::Webhooks;
 
 /// How long an owner waits before expiring HTTP peers again after a failed commit.
 const EXPIRY_RETRY: Duration = Duration::from_millis(200);
+
+/// How many times an owner reads a room back after a commit whose answer was lost.
+const READ_BACK_TRIES: u32 = 10;
+/// How long it waits between those reads.
+const READ_BACK_RETRY: Duration = Duration::from_millis(200);
 
 /// How often an owner renews its room's lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(1);
@@ -152,6 +157,12 @@ impl Owners {
             };
             tokio::select! {
                 Ok(()) = stopping.changed() => {
+                    // This node's sockets are closed: they leave as
+                    // disconnected, committed while the room is still ours.
+                    let step = owner.disconnect_node(&self.node);
+                    if !self.commit(&room, &token, &mut owner, step).await {
+                        break;
+                    }
                     if let Err(e) = self.scripts.release(&self.redis, &room, &token).await {
                         tracing::warn!(error = %e, %room, "cannot release a room's lease");
                     }
@@ -228,7 +239,14 @@ impl Owners {
         let info = serde_json::to_string(&info).ok()?;
         match self
             .scripts
-            .reclaim(&self.redis, room, &self.node, &snapshot, &info)
+            .reclaim(
+                &self.redis,
+                room,
+                &self.node,
+                &snapshot,
+                &info,
+                epoch_of(token),
+            )
             .await
         {
             Ok(Some(token)) => {
@@ -280,8 +298,9 @@ impl Owners {
 
     /// Applies one command and commits it. `false` when the room is no longer ours.
     async fn step(&self, room: &str, token: &str, owner: &mut Owner, command: Command) -> bool {
+        let deadline = command.expires().then_some(command.deadline);
         let step = owner.apply(command, now());
-        self.commit(room, token, owner, step).await
+        self.commit_by(room, token, owner, step, deadline).await
     }
 
     /// Removes the members of nodes whose registration ran out (they died):
@@ -324,6 +343,19 @@ impl Owners {
     /// `token`. An empty room is let go (its snapshot, listing and lease
     /// deleted), whatever the step. `false` when the room is no longer ours.
     async fn commit(&self, room: &str, token: &str, owner: &mut Owner, step: Step) -> bool {
+        self.commit_by(room, token, owner, step, None).await
+    }
+
+    /// [`Owners::commit`] of a command that must not take effect after
+    /// `deadline` (Redis's clock): past it, the step is undone.
+    async fn commit_by(
+        &self,
+        room: &str,
+        token: &str,
+        owner: &mut Owner,
+        step: Step,
+        deadline: Option<u64>,
+    ) -> bool {
         let deleted = owner.is_empty();
         if !deleted && step.batches.is_empty() && step.commit == Commit::Unchanged {
             return true;
@@ -355,29 +387,83 @@ impl Owners {
         };
         match self
             .scripts
-            .commit(&self.redis, room, token, write, &batches)
+            .commit_by(&self.redis, room, token, write, &batches, deadline)
             .await
         {
             Ok(Committed::Ok) => {
-                // Committed once, by the room's one owner: its webhooks go
-                // from here, and from no other node.
-                if let Some(webhooks) = &self.webhooks
-                    && !step.changes.is_empty()
-                {
-                    webhooks.send(&step.changes, now());
-                }
+                self.announce(&step);
                 !deleted
             }
             Ok(Committed::Fenced) => {
                 tracing::warn!(%room, "fenced: the room has another owner");
                 false
             }
-            Err(e) => {
-                tracing::warn!(error = %e, %room, "commit failed; the room is unchanged");
+            Ok(Committed::Late) => {
+                tracing::warn!(%room, "a command reached Redis past its deadline: undone");
                 owner.rollback(step.before);
                 true
             }
+            Ok(Committed::Lost) => {
+                // Redis lost its data: the room is still ours in memory, and
+                // the next renewal writes it back (a new epoch).
+                tracing::warn!(%room, "Redis lost this room: the step is undone, the room claimed again next");
+                owner.rollback(step.before);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %room, "commit failed; reading the room back");
+                let wrote = match (&step.commit, &texts) {
+                    _ if deleted => Some(None),
+                    (Commit::Changed { .. }, Some((snapshot, _))) => Some(Some(snapshot.as_str())),
+                    _ => None,
+                };
+                // Nothing to write (a signal): nothing to undo either.
+                if let Some(wrote) = wrote
+                    && self.read_back(room, wrote).await
+                {
+                    tracing::warn!(%room, "the commit went through after all: the change stands");
+                    self.announce(&step);
+                } else {
+                    owner.rollback(step.before);
+                }
+                true
+            }
         }
+    }
+
+    /// A committed step's webhooks. Committed once, by the room's one owner:
+    /// they go from here, and from no other node.
+    fn announce(&self, step: &Step) {
+        if let Some(webhooks) = &self.webhooks
+            && !step.changes.is_empty()
+        {
+            webhooks.send(&step.changes, now());
+        }
+    }
+
+    /// After a commit whose answer was lost: whether `sr:snap:{room}` is what
+    /// it wrote (`None`: deleted), so its change stands (its batches went out
+    /// with it). Asked on the same connection, behind the script if Redis
+    /// still has it; tried until Redis answers, at most [`READ_BACK_TRIES`]
+    /// times (the room is not served meanwhile). `false` when Redis never
+    /// answered: the change is undone, as it was before this read.
+    async fn read_back(&self, room: &str, wrote: Option<&str>) -> bool {
+        let mut get = redis::cmd("GET");
+        get.arg(scripts::snap_key(room));
+        for _ in 0..READ_BACK_TRIES {
+            match self
+                .redis
+                .call::<Option<String>>("GET snapshot", &get)
+                .await
+            {
+                Ok(snap) => return snap.as_deref() == wrote,
+                Err(e) => {
+                    tracing::debug!(error = %e, %room, "cannot read a room back yet");
+                    tokio::time::sleep(READ_BACK_RETRY).await;
+                }
+            }
+        }
+        false
     }
 
     /// Stops serving `room`: every request still queued is answered `moved`

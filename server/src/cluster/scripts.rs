@@ -78,11 +78,22 @@ return {node, claimed}
 ";
 
 /// KEYS: owner key, snapshot key, rooms hash. ARGV: token, mode (`keep`,
-/// `set`, `del`), room, snapshot, info, inbox maxlen, inbox ttl ms, then
-/// (node, batch) pairs.
+/// `set`, `del`), room, snapshot, info, inbox maxlen, inbox ttl ms, the
+/// command's deadline on Redis's clock (ms; 0 for none), then (node, batch)
+/// pairs.
 const COMMIT: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+local owner = redis.call('GET', KEYS[1])
+if not owner then
+  return 'lost'
+end
+if owner ~= ARGV[1] then
   return 'fenced'
+end
+if tonumber(ARGV[8]) > 0 then
+  local t = redis.call('TIME')
+  if t[1] * 1000 + math.floor(t[2] / 1000) > tonumber(ARGV[8]) then
+    return 'late'
+  end
 end
 if ARGV[2] == 'set' then
   redis.call('SET', KEYS[2], ARGV[4])
@@ -93,7 +104,7 @@ elseif ARGV[2] == 'del' then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', 'sr:leases', ARGV[3])
 end
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   redis.call('XADD', 'sr:in:' .. ARGV[i], 'MAXLEN', '~', ARGV[6], '*', 'b', ARGV[i + 1])
   redis.call('PEXPIRE', 'sr:in:' .. ARGV[i], ARGV[7])
 end
@@ -123,12 +134,16 @@ return 0
 ";
 
 /// KEYS: owner key, snapshot key, rooms hash. ARGV: this node, lease ms,
-/// room, snapshot, info. When nobody holds the room (Redis lost its data),
-/// claims it under a new epoch and writes its snapshot and listing again;
-/// returns the new epoch, or 0 if someone holds it.
+/// room, snapshot, info, the caller's last epoch. When nobody holds the room
+/// (Redis lost its data), claims it under a new epoch above the last one
+/// (a fresh `sr:epoch` starts again at 0) and writes its snapshot and listing
+/// again; returns the new epoch, or 0 if someone holds it.
 const RECLAIM: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
+end
+if tonumber(redis.call('GET', 'sr:epoch') or '0') < tonumber(ARGV[6]) then
+  redis.call('SET', 'sr:epoch', ARGV[6])
 end
 local epoch = redis.call('INCR', 'sr:epoch')
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
@@ -181,6 +196,12 @@ pub enum Committed {
     Ok,
     /// The room is not the caller's any more; nothing was written.
     Fenced,
+    /// Nobody holds the room (Redis lost its data): nothing was written; the
+    /// owner claims it again from memory ([`Scripts::reclaim`]).
+    Lost,
+    /// Redis's clock is past the command's deadline (its home node has
+    /// answered `unavailable`): nothing was written.
+    Late,
 }
 
 /// The three scripts, loaded once per node.
@@ -231,14 +252,17 @@ impl Scripts {
     }
 
     /// Commits one step of `room` under `token`: `write`, then each
-    /// (node, batch JSON) appended to that node's inbox, in order.
-    pub async fn commit(
+    /// (node, batch JSON) appended to that node's inbox, in order. With a
+    /// `deadline` (ms, Redis's clock), a command past it by Redis's `TIME`
+    /// writes nothing ([`Committed::Late`]).
+    pub async fn commit_by(
         &self,
         redis: &Redis,
         room: &str,
         token: &str,
         write: Write<'_>,
         batches: &[(String, String)],
+        deadline: Option<u64>,
     ) -> Result<Committed, RedisDown> {
         let mut inv = self.commit.key(owner_key(room));
         inv.key(snap_key(room)).key(ROOMS_KEY).arg(token);
@@ -247,15 +271,18 @@ impl Scripts {
             Write::Set { snapshot, info } => inv.arg("set").arg(room).arg(snapshot).arg(info),
             Write::Delete => inv.arg("del").arg(room).arg("").arg(""),
         };
-        inv.arg(INBOX_MAXLEN).arg(INBOX_TTL_MS);
+        inv.arg(INBOX_MAXLEN)
+            .arg(INBOX_TTL_MS)
+            .arg(deadline.unwrap_or(0));
         for (node, batch) in batches {
             inv.arg(node).arg(batch);
         }
         let answer: String = redis.invoke("commit", &inv).await?;
-        Ok(if answer == "ok" {
-            Committed::Ok
-        } else {
-            Committed::Fenced
+        Ok(match answer.as_str() {
+            "ok" => Committed::Ok,
+            "lost" => Committed::Lost,
+            "late" => Committed::Late,
+            _ => Committed::Fenced,
         })
     }
 
@@ -277,6 +304,7 @@ impl Scripts {
         node: &str,
         snapshot: &str,
         info: &str,
+        last_epoch: u64,
     ) -> Result<Option<String>, RedisDown> {
         let mut inv = self.reclaim.key(owner_key(room));
         inv.key(snap_key(room))
@@ -285,7 +313,8 @@ impl Scripts {
             .arg(LEASE_MS)
             .arg(room)
             .arg(snapshot)
-            .arg(info);
+            .arg(info)
+            .arg(last_epoch);
         let epoch: u64 = redis.invoke("reclaim", &inv).await?;
         Ok((epoch > 0).then(|| format!("{node}:{epoch}")))
     }

@@ -341,3 +341,188 @@ fn a_sockets_grant_travels_with_its_joins_only() {
     };
     assert_eq!(c.grant, None);
 }
+
+fn success(room: &str, version: u64, req: u64) -> Batch {
+    Batch {
+        room: room.into(),
+        epoch: 1,
+        slot: Some(Slot::Change(version)),
+        reply: Some(BatchReply::Socket {
+            req,
+            sid: "s".into(),
+            event: "join_room_success".into(),
+            payload: raw(json!({
+                "room_name": room, "peer_id": "p", "total_peers": 1, "max_peers": 10,
+                "version": version, "ice_servers": [],
+                "peers": [{"peer_id": "p", "username": "u", "joined_at": "2026-01-01T00:00:00Z"}],
+            })),
+            emit: true,
+        }),
+        events: vec![],
+    }
+}
+
+fn restored(room: &str, version: Option<u64>, req: u64, ok: bool) -> Batch {
+    Batch {
+        room: room.into(),
+        epoch: 2,
+        slot: version.map(Slot::Change),
+        reply: Some(BatchReply::Restored {
+            req,
+            sid: "s".into(),
+            ok,
+        }),
+        events: vec![],
+    }
+}
+
+#[test]
+fn a_member_the_room_lost_is_restored_above_what_was_delivered_and_goes_on_from_there() {
+    let mut h = home();
+    h.event(
+        "s",
+        ClientEvent::JoinRoom,
+        Some(raw(
+            json!({"room_name": "r", "peer_id": "p", "username": "u", "updates": "delta"}),
+        )),
+        false,
+        9,
+    );
+    assert!(h.members(0).is_empty(), "a join in flight is not checked");
+    h.receive(success("r", 2, 1), T0, 9);
+    h.receive(update("r", 3, &["s"]), T0, 9);
+    assert_eq!(h.members(0), [("s".into(), "r".into(), "p".into())]);
+    let Some(Action::Send(command)) = h.restore("s", 20) else {
+        panic!("a restore");
+    };
+    let CommandKind::Restore {
+        sid,
+        peer,
+        mode,
+        floor,
+    } = command.kind
+    else {
+        panic!("a restore");
+    };
+    assert_eq!((sid.as_str(), peer.peer_id.as_str(), floor), ("s", "p", 3));
+    assert_eq!(peer.joined_at, "2026-01-01T00:00:00Z");
+    assert_eq!(mode, UpdateMode::Delta);
+    assert!(h.restoring());
+    assert!(
+        h.members(0).is_empty(),
+        "not checked again while it is outstanding"
+    );
+    // Back at 6 (another member was restored at 5, on another node): the
+    // sequence goes on from there, and 7 follows.
+    let out = h.receive(restored("r", Some(6), command.req, true), T0, 9);
+    assert!(out.is_empty(), "{out:?}");
+    assert!(!h.restoring());
+    assert_eq!(
+        emitted(&h.receive(update("r", 7, &["s"]), T0, 9)),
+        [(vec!["s".into()], 7)]
+    );
+    // Refused: the socket is disconnected (its client joins again).
+    let Some(Action::Send(command)) = h.restore("s", 20) else {
+        panic!("a restore");
+    };
+    let out = h.receive(restored("r", None, command.req, false), T0, 9);
+    assert!(
+        matches!(&out[..], [Action::Disconnect { sid }] if sid == "s"),
+        "{out:?}"
+    );
+    // A restore unanswered past its deadline counts as lost: checked again.
+    let _ = h.restore("s", 20);
+    assert!(h.members(20).is_empty());
+    assert_eq!(h.members(21).len(), 1);
+}
+
+#[test]
+fn a_member_that_left_is_not_restored() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    h.receive(success("r", 1, 1), T0, 9);
+    h.event("s", ClientEvent::LeaveRoom, None, false, 9);
+    h.receive(reply("r", 2, 2, "leave_room_success", vec![]), T0, 9);
+    assert!(h.members(0).is_empty());
+    assert!(h.restore("s", 9).is_none());
+}
+
+#[test]
+fn versions_lost_with_redis_are_skipped_once_the_gap_is_due() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    h.receive(success("r", 1, 1), T0, 9);
+    // 2 and 3 were lost; 4 and 5 wait for them.
+    assert!(emitted(&h.receive(update("r", 4, &["s"]), T0, 9)).is_empty());
+    assert!(emitted(&h.receive(update("r", 5, &["s"]), T0, 9)).is_empty());
+    assert!(h.skip_gaps(T0.plus_ms(999), 9).is_empty(), "not due yet");
+    let out = h.skip_gaps(T0.plus_ms(1_000), 9);
+    assert_eq!(
+        emitted(&out),
+        [(vec!["s".into()], 4), (vec!["s".into()], 5)]
+    );
+    assert_eq!(
+        emitted(&h.receive(update("r", 6, &["s"]), T0, 9)),
+        [(vec!["s".into()], 6)]
+    );
+    // A lost version seen late is stale.
+    assert!(emitted(&h.receive(update("r", 3, &["s"]), T0, 9)).is_empty());
+}
+
+#[test]
+fn a_join_answered_unavailable_and_listed_after_all_is_undone() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    let _ = h.give_up(1, 9);
+    assert_eq!(h.doubtful(), [("s".into(), "r".into())]);
+    let undo = h.checked("s", "r", true, 20);
+    let Some(Action::Send(command)) = undo else {
+        panic!("an undo");
+    };
+    assert_eq!(command.room, "r");
+    assert!(matches!(command.kind, CommandKind::Disconnect { ref sid } if sid == "s"));
+    assert!(h.doubtful().is_empty());
+    // Not listed: nothing to undo.
+    let q = sent(&h.event("s", ClientEvent::JoinRoom, join("q"), false, 9))[0].1;
+    let _ = h.give_up(q, 9);
+    assert!(h.checked("s", "q", false, 20).is_none());
+    assert!(h.doubtful().is_empty());
+    // A socket that closes with a doubtful join tells that room too.
+    let p = sent(&h.event("s", ClientEvent::JoinRoom, join("p"), false, 9))[0].1;
+    let _ = h.give_up(p, 9);
+    let out = h.disconnect("s", 9);
+    assert_eq!(sent(&out), [("p".to_owned(), p + 1, "disconnect")]);
+}
+
+#[test]
+fn a_request_moved_more_than_three_times_is_answered_unavailable() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    h.event("s", ClientEvent::GetPeers, None, false, 9);
+    let moved = || Batch {
+        room: "r".into(),
+        epoch: 1,
+        slot: None,
+        reply: Some(BatchReply::Moved { req: 1 }),
+        events: vec![],
+    };
+    for _ in 0..MAX_MOVES {
+        assert_eq!(
+            sent(&h.receive(moved(), T0, 9)),
+            [("r".to_owned(), 1, "event")]
+        );
+    }
+    let out = h.receive(moved(), T0, 9);
+    let Some(Action::Answer { sid, reply }) = out.first() else {
+        panic!("an answer: {out:?}");
+    };
+    assert_eq!(sid, "s");
+    assert_eq!(reply.event.name.as_str(), "join_room_error");
+    let body = reply.error_body().expect("an error");
+    assert_eq!(body.code, crate::ErrorCode::Unavailable);
+    assert_eq!(body.room_name.as_deref(), Some("r"));
+    // The next request starts; the join was doubtful.
+    assert!(sent(&out).is_empty(), "get_peers is answered here: {out:?}");
+    assert!(matches!(out.last(), Some(Action::Answer { .. })));
+    assert_eq!(h.doubtful(), [("s".into(), "r".into())]);
+}

@@ -56,6 +56,7 @@ fn shape(step: &Step) -> Vec<Shape> {
                 Some(BatchReply::Socket { event, .. }) => Some(event.clone()),
                 Some(BatchReply::Moved { .. }) => Some("moved".into()),
                 Some(BatchReply::Http { .. }) => Some("http".into()),
+                Some(BatchReply::Restored { ok, .. }) => Some(format!("restored {ok}")),
                 None => None,
             };
             let events = b
@@ -492,4 +493,108 @@ fn each_committed_step_carries_the_room_changes_its_webhooks_tell() {
             .changes
             .is_empty()
     );
+}
+
+fn restore(home: &str, sid: &str, req: u64, peer: &str, joined_at: &str, floor: u64) -> Command {
+    let kind = CommandKind::Restore {
+        sid: sid.into(),
+        peer: crate::protocol::Peer {
+            peer_id: peer.into(),
+            username: "u".into(),
+            joined_at: joined_at.into(),
+        },
+        mode: crate::protocol::UpdateMode::Full,
+        floor,
+    };
+    cmd(home, req, kind)
+}
+
+#[test]
+fn a_room_lost_by_the_cluster_is_restored_above_every_floor_in_join_order() {
+    let mut o = owner();
+    // Made again for n2's member, above the last version n2 delivered (3).
+    let b = o.apply(restore("n2", "b", 1, "pb", "2026-01-01T00:00:02Z", 3), T0);
+    assert!(matches!(&b.commit, Commit::Changed { info, .. } if info.version == 4));
+    let last = b.batches.last().expect("a batch");
+    assert_eq!(last.0, "n2");
+    assert_eq!(last.1.slot, Some(Slot::Change(4)));
+    assert!(matches!(
+        &last.1.reply,
+        Some(BatchReply::Restored { req: 1, ok: true, sid }) if sid == "b"
+    ));
+    // n3's member joined earlier: it goes first, and n2's member hears of it.
+    let c = o.apply(restore("n3", "c", 2, "pc", "2026-01-01T00:00:01Z", 3), T0);
+    assert_eq!(
+        shape(&c),
+        [
+            (
+                s("n2"),
+                Some(Slot::Change(5)),
+                None,
+                vec![(s("peer_list_updated"), vec![s("b")])]
+            ),
+            (
+                s("n3"),
+                Some(Slot::Change(5)),
+                Some(s("restored true")),
+                vec![(s("peer_list_updated"), vec![s("c")])]
+            ),
+        ]
+    );
+    let Some((snapshot, info)) = o.state() else {
+        panic!("a room");
+    };
+    let ids: Vec<&str> = info.peers.iter().map(|p| p.peer_id.as_str()).collect();
+    assert_eq!(ids, ["pc", "pb"]);
+    assert_eq!(snapshot.version, 5);
+    // Again: a no-op, still answered.
+    let again = o.apply(restore("n3", "c", 3, "pc", "2026-01-01T00:00:01Z", 3), T0);
+    assert_eq!(again.commit, Commit::Unchanged);
+    assert_eq!(
+        shape(&again),
+        [(s("n3"), None, Some(s("restored true")), vec![])]
+    );
+    // A restore is applied however late: its socket lived on all along.
+    let mut late = restore("n1", "d", 4, "pd", "2026-01-01T00:00:03Z", 0);
+    late.deadline = T0.0 - 1;
+    assert!(matches!(o.apply(late, T0).commit, Commit::Changed { .. }));
+}
+
+#[test]
+fn a_restore_whose_peer_id_was_taken_is_refused_and_changes_nothing() {
+    let mut o = owner();
+    let _ = o.apply(join("n1", "a", "p"), T0);
+    let step = o.apply(restore("n2", "b", 2, "p", "2026-01-01T00:00:00Z", 7), T0);
+    assert_eq!(step.commit, Commit::Unchanged);
+    assert_eq!(
+        shape(&step),
+        [(s("n2"), None, Some(s("restored false")), vec![])]
+    );
+    assert_eq!(o.member_nodes(), ["n1"]);
+    assert_eq!(o.version(), 1);
+}
+
+#[test]
+fn a_stopping_nodes_members_are_disconnected_one_version_each() {
+    let mut o = owner();
+    let _ = o.apply(join("n1", "a", "pa"), T0);
+    let delta = json!({"room_name": "r", "peer_id": "pb", "username": "u", "updates": "delta"});
+    let _ = o.apply(event("n2", "b", 1, "join_room", delta), T0);
+    let _ = o.apply(join("n1", "c", "pc"), T0);
+    let step = o.disconnect_node("n1");
+    assert!(matches!(&step.commit, Commit::Changed { info, .. } if info.version == 5));
+    let to_n2: Vec<&Batch> = step
+        .batches
+        .iter()
+        .filter(|(n, _)| n == "n2")
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(to_n2.len(), 2);
+    assert_eq!(to_n2[1].slot, Some(Slot::Change(5)));
+    let texts: Vec<&str> = to_n2[1].events.iter().map(|e| e.payload.get()).collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts[0].contains(r#""peer_id":"pa""#), "{texts:?}");
+    assert!(texts[0].contains(r#""version":4"#), "{texts:?}");
+    assert!(texts[1].contains(r#""peer_id":"pc""#) && texts[1].contains(r#""version":5"#));
+    assert_eq!(o.member_nodes(), ["n2"]);
 }
