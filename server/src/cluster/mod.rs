@@ -73,6 +73,7 @@ impl Cluster {
             scripts.clone(),
             config,
             sockets.outbox(),
+            sockets.clone(),
         );
         // A blocking XREAD holds its connection: the inbox gets its own.
         let inbox_redis = redis::Redis::open(url)?;
@@ -85,6 +86,7 @@ impl Cluster {
                 outbox,
                 sockets.unsent(),
                 node.boot(),
+                owners.clone(),
             )),
             tokio::spawn(owners::sweep(
                 node.id().to_owned(),

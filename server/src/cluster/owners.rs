@@ -1,22 +1,26 @@
 //! The rooms this node owns: one task per room, running the core's [`Owner`].
 //!
-//! A command for a room arrives in this node's inbox because the `route`
-//! script found (or made) this node its owner. The first command for a room
+//! A command for a room arrives in this node's inbox because the `route_many`
+//! script found (or made) this node its owner, or straight from this node's
+//! sender when a task here serves the room. The first command for a room
 //! with no task here starts one, which reads the lease and the last snapshot
 //! from Redis: if the lease is this node's, it imports the snapshot (a room
 //! taken over, or re-created) and serves; otherwise it answers `moved` and the
-//! home node routes again. The task applies commands one at a time: the core
-//! decides the step, then one `commit` script writes the snapshot and listing
-//! and appends every node's batch to its inbox, fenced by the lease's token;
-//! nothing is told before that commit succeeds, and a commit that fails puts
-//! the room back as it was (the home node answers `unavailable`). The lease is
+//! home node routes again. The task takes every command waiting (up to
+//! [`GROUP_MAX`]) and the core applies them in order as one step (group
+//! commit); then one `commit` script writes the last snapshot and listing and
+//! appends every other node's batches to its inbox (one message per node),
+//! fenced by the lease's token; this node's own batches are handed to its
+//! sockets in-process after that commit succeeded. Nothing is told before the
+//! commit succeeds, and a commit that fails puts the room back as it was
+//! before the whole group (the home node answers `unavailable`). The lease is
 //! renewed every second, and with it the owner checks that the nodes holding
 //! members are alive and removes the members of dead ones; the HTTP peers'
 //! leases run out here too. A lease lost, a fenced commit or an empty room
 //! (let go in its last commit) ends the task, and the commands still queued
 //! for it are answered `moved`. [`sweep`] finds rooms whose owner died.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -29,6 +33,7 @@ use signalroom_core::cluster::{Commit, Owner, Step};
 use signalroom_core::registry::RoomSnapshot;
 use tokio::sync::{mpsc, watch};
 
+use super::home::Sockets;
 use super::redis::Redis;
 use super::scripts::{self, Committed, Scripts, Write};
 use crate::hub::now;
@@ -39,6 +44,9 @@ const EXPIRY_RETRY: Duration = Duration::from_millis(200);
 /// How often an owner renews its room's lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(1);
 
+/// The most commands an owner applies before one commit (group commit).
+const GROUP_MAX: usize = 128;
+
 /// The owned rooms' task inboxes.
 pub struct Owners {
     node: String,
@@ -47,6 +55,8 @@ pub struct Owners {
     config: Config,
     /// Where commands go to be routed again (the home side's sender).
     outbox: mpsc::UnboundedSender<Command>,
+    /// This node's sockets: batches for them skip the inbox.
+    sockets: Arc<Sockets>,
     /// Each room's task: its number (to tell a task from its successor) and inbox.
     tasks: Mutex<HashMap<String, (u64, mpsc::UnboundedSender<Command>)>>,
     next_task: std::sync::atomic::AtomicU64,
@@ -62,6 +72,7 @@ impl Owners {
         scripts: Arc<Scripts>,
         config: Config,
         outbox: mpsc::UnboundedSender<Command>,
+        sockets: Arc<Sockets>,
     ) -> Arc<Self> {
         gauge!("signalroom_cluster_rooms_owned").set(0.0);
         Arc::new(Self {
@@ -70,6 +81,7 @@ impl Owners {
             scripts,
             config,
             outbox,
+            sockets,
             tasks: Mutex::new(HashMap::new()),
             next_task: std::sync::atomic::AtomicU64::new(1),
             stopping: watch::channel(false).0,
@@ -89,6 +101,13 @@ impl Owners {
         while !self.lock().is_empty() && tokio::time::Instant::now() < end {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Whether a task of this node serves `room` (or is starting to): its
+    /// commands may be handed to it directly; one that finds the room is not
+    /// its own answers them `moved`.
+    pub fn serves(&self, room: &str) -> bool {
+        !*self.stopping.borrow() && self.lock().contains_key(room)
     }
 
     /// Hands a command to its room's task, starting one if there is none.
@@ -123,8 +142,10 @@ impl Owners {
         if *stopping.borrow() {
             stopping.mark_changed();
         }
+        // Commands taken from `rx` and not applied when the task ends.
+        let mut left = VecDeque::new();
         let Some((mut token, mut owner)) = self.start(&room).await else {
-            self.give_up(&room, id, rx, 0).await;
+            self.give_up(&room, id, left, rx, 0).await;
             return;
         };
         gauge!("signalroom_cluster_rooms_owned").increment(1.0);
@@ -164,7 +185,16 @@ impl Owners {
                 }
                 command = rx.recv() => {
                     let Some(command) = command else { break };
-                    if !self.step(&room, &token, &mut owner, command).await {
+                    // Group commit: every command already waiting, applied
+                    // in order, committed once.
+                    left.push_back(command);
+                    while left.len() < GROUP_MAX {
+                        match rx.try_recv() {
+                            Ok(command) => left.push_back(command),
+                            Err(_) => break,
+                        }
+                    }
+                    if !self.step(&room, &token, &mut owner, &mut left).await {
                         break;
                     }
                 }
@@ -209,7 +239,7 @@ impl Owners {
             }
         }
         gauge!("signalroom_cluster_rooms_owned").decrement(1.0);
-        self.give_up(&room, id, rx, epoch_of(&token)).await;
+        self.give_up(&room, id, left, rx, epoch_of(&token)).await;
     }
 
     /// The lease is not ours any more: if nobody holds it (Redis restarted
@@ -272,10 +302,24 @@ impl Owners {
         }
     }
 
-    /// Applies one command and commits it. `false` when the room is no longer ours.
-    async fn step(&self, room: &str, token: &str, owner: &mut Owner, command: Command) -> bool {
-        let step = owner.apply(command, now());
-        self.commit(room, token, owner, step).await
+    /// Applies `commands` in order and commits them, as few commits as the
+    /// core's groups allow (one, unless the room empties on the way).
+    /// `false` when the room is no longer ours: what was not applied is
+    /// left in `commands`.
+    async fn step(
+        &self,
+        room: &str,
+        token: &str,
+        owner: &mut Owner,
+        commands: &mut VecDeque<Command>,
+    ) -> bool {
+        while !commands.is_empty() {
+            let step = owner.apply_group(commands, GROUP_MAX, now());
+            if !self.commit(room, token, owner, step).await {
+                return false;
+            }
+        }
+        true
     }
 
     /// Removes the members of nodes whose registration ran out (they died):
@@ -322,12 +366,32 @@ impl Owners {
         if !deleted && step.batches.is_empty() && step.commit == Commit::Unchanged {
             return true;
         }
-        let mut batches = Vec::with_capacity(step.batches.len());
-        for (node, batch) in &step.batches {
-            match serde_json::to_string(batch) {
-                Ok(text) => batches.push((node.clone(), text)),
-                Err(e) => tracing::error!(error = %e, "cannot serialize a batch"),
+        // Each other node's batches in one inbox message (a JSON array, in
+        // order); this node's are delivered here once the commit succeeded.
+        let mut batches: Vec<(String, String)> = Vec::new();
+        let mut mine = Vec::new();
+        for (node, batch) in step.batches {
+            if node == self.node {
+                mine.push(batch);
+                continue;
             }
+            let text = match serde_json::to_string(&batch) {
+                Ok(text) => text,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot serialize a batch");
+                    continue;
+                }
+            };
+            match batches.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, list)) => {
+                    list.push(',');
+                    list.push_str(&text);
+                }
+                None => batches.push((node, format!("[{text}"))),
+            }
+        }
+        for (_, list) in &mut batches {
+            list.push(']');
         }
         let texts = match &step.commit {
             Commit::Changed { snapshot, info } => {
@@ -352,7 +416,12 @@ impl Owners {
             .commit(&self.redis, room, token, write, &batches)
             .await
         {
-            Ok(Committed::Ok) => !deleted,
+            Ok(Committed::Ok) => {
+                if !mine.is_empty() {
+                    self.sockets.receive_all(mine);
+                }
+                !deleted
+            }
             Ok(Committed::Fenced) => {
                 tracing::warn!(%room, "fenced: the room has another owner");
                 false
@@ -371,6 +440,7 @@ impl Owners {
         &self,
         room: &str,
         id: u64,
+        left: VecDeque<Command>,
         mut rx: mpsc::UnboundedReceiver<Command>,
         epoch: u64,
     ) {
@@ -382,7 +452,8 @@ impl Owners {
         }
         rx.close();
         let stopping = *self.stopping.borrow();
-        while let Ok(command) = rx.try_recv() {
+        let queued = std::iter::from_fn(|| rx.try_recv().ok());
+        for command in left.into_iter().chain(queued) {
             if super::home::is_departure(&command) && !stopping {
                 // Nobody waits for an answer to a departure: route it again here.
                 self.outbox.send(command).ok();
