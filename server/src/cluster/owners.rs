@@ -393,6 +393,18 @@ impl Owners {
         for (_, list) in &mut batches {
             list.push(']');
         }
+        if !deleted
+            && batches.is_empty()
+            && step.commit == Commit::Unchanged
+            && mine.iter().all(is_signal)
+        {
+            // Only signals between this node's own sockets: nothing to
+            // write, nobody else to tell, no version to fence (the design's
+            // "when sender, owner and target share a node, nothing touches
+            // Redis").
+            self.sockets.receive_all(mine);
+            return true;
+        }
         let texts = match &step.commit {
             Commit::Changed { snapshot, info } => {
                 match (serde_json::to_string(snapshot), serde_json::to_string(info)) {
@@ -524,6 +536,19 @@ pub async fn sweep(
             }
         }
     }
+}
+
+/// Whether a batch is only a relayed `signal` (or its error): outside the
+/// room's sequence, no state read or changed.
+fn is_signal(batch: &Batch) -> bool {
+    let reply_is_signal = match &batch.reply {
+        None => true,
+        Some(signalroom_core::cluster::wire::BatchReply::Socket { event, .. }) => {
+            event == "signal" || event == "signal_error"
+        }
+        Some(_) => false,
+    };
+    batch.slot.is_none() && reply_is_signal && batch.events.iter().all(|e| e.event == "signal")
 }
 
 /// The epoch in a lease token `"{node}:{epoch}"`.
