@@ -21,8 +21,9 @@ use super::scripts::inbox_key;
 
 /// How long one `XREAD` waits for a message (under the call timeout).
 const BLOCK_MS: u64 = 500;
-/// The most messages one read takes.
-const COUNT: u64 = 256;
+/// The most messages one read takes (each may carry a commit's batches or
+/// a node's routed commands).
+const COUNT: u64 = 1024;
 
 /// One stream's reply to `XREAD`: the key, then (id, flat field/value list) entries.
 type StreamReply = Vec<(String, Vec<(String, Vec<String>)>)>;

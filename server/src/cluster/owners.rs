@@ -314,9 +314,21 @@ impl Owners {
         commands: &mut VecDeque<Command>,
     ) -> bool {
         while !commands.is_empty() {
+            // Kept to answer `moved` if the commit is fenced: then nothing of
+            // the group took effect, and the room's new owner must get it.
+            let group: Vec<Command> = commands.iter().take(GROUP_MAX).cloned().collect();
+            let waiting = commands.len();
             let step = owner.apply_group(commands, GROUP_MAX, now());
-            if !self.commit(room, token, owner, step).await {
-                return false;
+            let applied = waiting - commands.len();
+            match self.try_commit(room, token, owner, step).await {
+                Some(true) => {}
+                Some(false) => return false,
+                None => {
+                    for command in group.into_iter().take(applied).rev() {
+                        commands.push_front(command);
+                    }
+                    return false;
+                }
             }
         }
         true
@@ -362,9 +374,23 @@ impl Owners {
     /// `token`. An empty room is let go (its snapshot, listing and lease
     /// deleted), whatever the step. `false` when the room is no longer ours.
     async fn commit(&self, room: &str, token: &str, owner: &mut Owner, step: Step) -> bool {
+        self.try_commit(room, token, owner, step)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// [`Owners::commit`], telling a fenced commit (`None`: nothing was
+    /// written, the room has another owner) from a room let go (`Some(false)`).
+    async fn try_commit(
+        &self,
+        room: &str,
+        token: &str,
+        owner: &mut Owner,
+        step: Step,
+    ) -> Option<bool> {
         let deleted = owner.is_empty();
         if !deleted && step.batches.is_empty() && step.commit == Commit::Unchanged {
-            return true;
+            return Some(true);
         }
         // Each other node's batches in one inbox message (a JSON array, in
         // order); this node's are delivered here once the commit succeeded.
@@ -403,7 +429,7 @@ impl Owners {
             // "when sender, owner and target share a node, nothing touches
             // Redis").
             self.sockets.receive_all(mine);
-            return true;
+            return Some(true);
         }
         let texts = match &step.commit {
             Commit::Changed { snapshot, info } => {
@@ -412,7 +438,7 @@ impl Owners {
                     _ => {
                         tracing::error!(%room, "cannot serialize a room");
                         owner.rollback(step.before);
-                        return true;
+                        return Some(true);
                     }
                 }
             }
@@ -432,16 +458,16 @@ impl Owners {
                 if !mine.is_empty() {
                     self.sockets.receive_all(mine);
                 }
-                !deleted
+                Some(!deleted)
             }
             Ok(Committed::Fenced) => {
                 tracing::warn!(%room, "fenced: the room has another owner");
-                false
+                None
             }
             Err(e) => {
                 tracing::warn!(error = %e, %room, "commit failed; the room is unchanged");
                 owner.rollback(step.before);
-                true
+                Some(true)
             }
         }
     }
