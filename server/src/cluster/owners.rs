@@ -380,7 +380,8 @@ impl Owners {
     }
 
     /// [`Owners::commit`], telling a fenced commit (`None`: nothing was
-    /// written, the room has another owner) from a room let go (`Some(false)`).
+    /// written or told, the room has another owner) from a room let go, or
+    /// fenced after this node's signals went out (`Some(false)`).
     async fn try_commit(
         &self,
         room: &str,
@@ -419,17 +420,19 @@ impl Owners {
         for (_, list) in &mut batches {
             list.push(']');
         }
-        if !deleted
-            && batches.is_empty()
+        // Signals alone (no change, no read): nothing to write and no
+        // version to fence, so this node's share is delivered at once; with
+        // nothing for other nodes, nothing touches Redis (the design's "when
+        // sender, owner and target share a node").
+        let early = !deleted
             && step.commit == Commit::Unchanged
-            && mine.iter().all(is_signal)
-        {
-            // Only signals between this node's own sockets: nothing to
-            // write, nobody else to tell, no version to fence (the design's
-            // "when sender, owner and target share a node, nothing touches
-            // Redis").
-            self.sockets.receive_all(mine);
-            return Some(true);
+            && !mine.is_empty()
+            && mine.iter().all(is_signal);
+        if early {
+            self.sockets.receive_all(std::mem::take(&mut mine));
+            if batches.is_empty() {
+                return Some(true);
+            }
         }
         let texts = match &step.commit {
             Commit::Changed { snapshot, info } => {
@@ -462,7 +465,9 @@ impl Owners {
             }
             Ok(Committed::Fenced) => {
                 tracing::warn!(%room, "fenced: the room has another owner");
-                None
+                // Signals already delivered here must not be sent again:
+                // then the group is not handed to the new owner.
+                if early { Some(false) } else { None }
             }
             Err(e) => {
                 tracing::warn!(error = %e, %room, "commit failed; the room is unchanged");
