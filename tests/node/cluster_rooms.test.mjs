@@ -213,6 +213,25 @@ test('sender, owner and target on one node, a member on another: signals and cha
   assert.equal((await a.next('join_room_success')).version, 5);
 });
 
+test('sender, owner and target on one node: nothing of the room goes through an inbox', { skip }, async () => {
+  const room = uniq('alone');
+  const [a, b] = await Promise.all([on(0), on(0)]);
+  await a.join(room, 'a'); // n1 claims the room
+  await b.join(room, 'b');
+  for (let i = 0; i < 10; i += 1) a.emit('signal', { to: 'b', data: { i } });
+  assert.equal((await b.next('signal', (p) => p.data.i === 9)).from, 'a');
+  await a.barrier();
+  // Commands went straight to n1's owner task, its batches straight to the sockets.
+  for (const node of ['n1', 'n2', 'n3']) {
+    const entries = await redis.command('XRANGE', `sr:in:${node}`, '-', '+');
+    const about = entries.filter(([, fields]) => fields.some((f) => String(f).includes(room)));
+    assert.deepEqual(about, [], `sr:in:${node}`);
+  }
+  // The changes were committed all the same: every node lists the room.
+  const listed = await getJson(nodes[2].url, `/api/webrtc/rooms/${room}`);
+  assert.deepEqual(ids(listed.body.peers), ['a', 'b']);
+});
+
 test('leave and disconnect reach members on other nodes', { skip }, async () => {
   const room = uniq('bye');
   const [a, b, c] = await Promise.all([on(0), on(1), on(2)]);
