@@ -21,9 +21,11 @@ use super::scripts::inbox_key;
 
 /// How long one `XREAD` waits for a message (under the call timeout).
 const BLOCK_MS: u64 = 500;
-/// The most messages one read takes (each may carry a commit's batches or
-/// a node's routed commands).
-const COUNT: u64 = 1024;
+/// The most messages one read takes. Each may carry a group commit's
+/// batches (up to 64, each with a peer list) or a node's routed commands,
+/// so this stays small enough for one read to arrive well within the call
+/// timeout.
+const COUNT: u64 = 128;
 
 /// One stream's reply to `XREAD`: the key, then (id, flat field/value list) entries.
 type StreamReply = Vec<(String, Vec<(String, Vec<String>)>)>;

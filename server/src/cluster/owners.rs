@@ -45,7 +45,7 @@ const EXPIRY_RETRY: Duration = Duration::from_millis(200);
 pub const RENEW_EVERY: Duration = Duration::from_secs(1);
 
 /// The most commands an owner applies before one commit (group commit).
-const GROUP_MAX: usize = 128;
+const GROUP_MAX: usize = 64;
 
 /// The owned rooms' task inboxes.
 pub struct Owners {
