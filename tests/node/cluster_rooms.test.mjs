@@ -173,6 +173,65 @@ test('signal crosses nodes; an absent peer is peer_not_found', { skip }, async (
   assert.equal(missing.code, 'peer_not_found');
 });
 
+test('sender, owner and target on one node, a member on another: signals and changes in order, once each', { skip }, async () => {
+  // n1 owns the room and holds a and b: a's signals to b and the room's changes
+  // reach b in-process, those for c through Redis; both must see the same order.
+  const room = uniq('local');
+  const [a, b, c] = await Promise.all([on(0), on(0), on(1)]);
+  await a.join(room, 'a');
+  await b.join(room, 'b');
+  await c.join(room, 'c');
+  await b.next('peer_list_updated', (p) => p.version === 3);
+  b.drain();
+  c.drain();
+  const N = 40;
+  for (let i = 0; i < N; i += 1) {
+    a.emit('signal', { to: 'b', data: { i } });
+    a.emit('signal', { to: 'c', data: { i } });
+  }
+  // A change in the middle of the burst: a leaves (v4) and joins again (v5).
+  a.emit('leave_room', {});
+  a.emit('join_room', { room_name: room, peer_id: 'a', username: 'a' });
+  for (let i = N; i < 2 * N; i += 1) {
+    a.emit('signal', { to: 'b', data: { i } });
+    a.emit('signal', { to: 'c', data: { i } });
+  }
+  for (const x of [b, c]) {
+    // A socket's events arrive in order: once the last signal is here, so is all before it.
+    const last = await x.nextAny(['signal'], (p) => p.data.i === 2 * N - 1);
+    const seen = [...x.drain(), last].map((e) => (e.event === 'signal'
+      ? `s${e.payload.data.i}`
+      : `${e.event}:${e.payload.version}:${ids(e.payload.peers).join('')}`));
+    const expected = [
+      ...[...Array(N).keys()].map((i) => `s${i}`),
+      'peer_list_updated:4:bc',
+      'peer_list_updated:5:bca',
+      ...[...Array(N).keys()].map((i) => `s${N + i}`),
+    ];
+    assert.deepEqual(seen, expected);
+  }
+  assert.equal((await a.next('join_room_success')).version, 5);
+});
+
+test('sender, owner and target on one node: nothing of the room goes through an inbox', { skip }, async () => {
+  const room = uniq('alone');
+  const [a, b] = await Promise.all([on(0), on(0)]);
+  await a.join(room, 'a'); // n1 claims the room
+  await b.join(room, 'b');
+  for (let i = 0; i < 10; i += 1) a.emit('signal', { to: 'b', data: { i } });
+  assert.equal((await b.next('signal', (p) => p.data.i === 9)).from, 'a');
+  await a.barrier();
+  // Commands went straight to n1's owner task, its batches straight to the sockets.
+  for (const node of ['n1', 'n2', 'n3']) {
+    const entries = await redis.command('XRANGE', `sr:in:${node}`, '-', '+');
+    const about = entries.filter(([, fields]) => fields.some((f) => String(f).includes(room)));
+    assert.deepEqual(about, [], `sr:in:${node}`);
+  }
+  // The changes were committed all the same: every node lists the room.
+  const listed = await getJson(nodes[2].url, `/api/webrtc/rooms/${room}`);
+  assert.deepEqual(ids(listed.body.peers), ['a', 'b']);
+});
+
 test('leave and disconnect reach members on other nodes', { skip }, async () => {
   const room = uniq('bye');
   const [a, b, c] = await Promise.all([on(0), on(1), on(2)]);

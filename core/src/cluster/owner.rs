@@ -15,7 +15,7 @@
 //! (its home node has answered `unavailable`); a departure always is. If the commit fails, the
 //! adapter puts the room back with [`Owner::rollback`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::value::{RawValue, to_raw_value};
 
@@ -65,6 +65,21 @@ impl Step {
             before,
             changes: Vec::new(),
         }
+    }
+
+    /// This step followed by `next`, as one commit: the room before this
+    /// one (a failed commit rolls both back), what the later of the two
+    /// writes (the room's latest state; this one's when `next` changed
+    /// nothing), and the batches and changes of both, this one's first, so
+    /// every node hears them (and every webhook receiver) in the order they
+    /// were decided.
+    pub fn then(mut self, next: Step) -> Step {
+        if next.commit != Commit::Unchanged {
+            self.commit = next.commit;
+        }
+        self.batches.extend(next.batches);
+        self.changes.extend(next.changes);
+        self
     }
 }
 
@@ -264,6 +279,30 @@ impl Owner {
         let after = self.registry.export_room(&self.room);
         let mut step = self.step(command.req, &home, reply, read, deliveries, before, after);
         step.changes = changes;
+        step
+    }
+
+    /// Applies the commands at the front of `commands` in order, as one
+    /// step to commit once ([`Step::then`]), at `now`: at most `max` of them
+    /// (at least one if there is any), and none after one that leaves the
+    /// room empty (that commit lets the room go; the rest are for whoever
+    /// owns it next). What was not applied stays in `commands`.
+    pub fn apply_group(
+        &mut self,
+        commands: &mut VecDeque<Command>,
+        max: usize,
+        now: Timestamp,
+    ) -> Step {
+        let mut step = Step::nothing(self.registry.export_room(&self.room));
+        for _ in 0..max.max(1) {
+            let Some(command) = commands.pop_front() else {
+                break;
+            };
+            step = step.then(self.apply(command, now));
+            if self.is_empty() {
+                break;
+            }
+        }
         step
     }
 

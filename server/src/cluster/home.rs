@@ -4,9 +4,10 @@
 //! request in flight per socket with the rest queued behind it, the socket's
 //! current room, batches put in version order and filtered to the sockets in
 //! their room. This module carries its [`Action`]s out: commands go, in the
-//! order they were decided, to one sender task that routes each through Redis
-//! to its room's owner (`route` script, claiming the room when nobody owns
-//! it); answers and events are emitted to the local sockets, each packet
+//! order they were decided, to one sender task that hands those for rooms
+//! this node owns to their owner tasks and routes the others through Redis
+//! (all that is queued in one `route_many` call, claiming a room when nobody
+//! owns it); answers and events are emitted to the local sockets, each packet
 //! encoded once and shared by its recipients; a recipient whose queue is full
 //! is disconnected (its departure then reaches its room's owner). A request
 //! with no answer within [`ANSWER_TIMEOUT`] is answered `unavailable` here and
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::clock::now;
 use super::node::Boot;
+use super::owners::Owners;
 use super::redis::Redis;
 use super::scripts::Scripts;
 use crate::hub::encode;
@@ -293,6 +295,20 @@ impl Sockets {
         close(closing);
     }
 
+    /// Batches from a room's owner, in order, under one lock.
+    pub fn receive_all(self: &Arc<Self>, batches: Vec<Batch>) {
+        let closing = {
+            let mut st = self.lock();
+            let mut closing = Vec::new();
+            for batch in batches {
+                let actions = st.home.receive(batch, now(), deadline());
+                closing.extend(self.perform(&mut st, actions));
+            }
+            closing
+        };
+        close(closing);
+    }
+
     /// `req` of socket `sid` got no answer in time: answer it `unavailable`.
     fn timed_out(self: &Arc<Self>, sid: &str, req: u64) {
         let closing = {
@@ -477,10 +493,16 @@ fn emit(st: &State, to: &[String], event: &str, payload: &RawValue, full: &mut V
     }
 }
 
-/// Routes each command to its room's owner through Redis, one at a time and
-/// in order, so a socket's commands (and a disconnect after them) reach the
-/// owner in the order they were decided. A command that cannot be routed is
-/// lost; its request is answered `unavailable` by its timer.
+/// The most commands the sender routes in one Redis call.
+const ROUTE_MAX: usize = 256;
+
+/// Routes each command to its room's owner, in order, so a socket's commands
+/// (and a disconnect after them) reach the owner in the order they were
+/// decided: everything queued is taken at once; the commands for rooms this
+/// node's own owner tasks serve go to them directly, the others to Redis in
+/// one `route_many` call (one round trip, one inbox message per owner node).
+/// A command that cannot be routed is lost; its request is answered
+/// `unavailable` by its timer.
 pub async fn send_commands(
     node: String,
     redis: Redis,
@@ -488,15 +510,24 @@ pub async fn send_commands(
     mut rx: mpsc::UnboundedReceiver<Command>,
     unsent: Arc<std::sync::atomic::AtomicUsize>,
     boot: Arc<Boot>,
+    owners: Arc<Owners>,
 ) {
     while let Some(command) = rx.recv().await {
-        route(&node, &redis, &scripts, &command, &boot).await;
+        let mut commands = vec![command];
+        while commands.len() < ROUTE_MAX {
+            match rx.try_recv() {
+                Ok(command) => commands.push(command),
+                Err(_) => break,
+            }
+        }
+        let n = commands.len();
+        route(&node, &redis, &scripts, &owners, commands, &boot).await;
         // The sweep's commands are not counted: never below zero.
         unsent
             .fetch_update(
                 std::sync::atomic::Ordering::SeqCst,
                 std::sync::atomic::Ordering::SeqCst,
-                |n| n.checked_sub(1),
+                |u| Some(u.saturating_sub(n)),
             )
             .ok();
     }
@@ -506,49 +537,105 @@ pub async fn send_commands(
 /// owns and this node may not claim yet, ms.
 const CLAIM_RETRY_MS: u64 = 100;
 
-/// Routes one command to its room's owner (claiming the room if nobody owns
-/// it). While this node may not claim rooms (Redis lost its data moments
-/// ago), a command for a room nobody owns is tried again until its deadline,
-/// by when the room's owner has written it back (or it is dropped, and its
-/// request answered `unavailable`). A departure is tried again until it is
-/// routed, whatever fails.
-async fn route(node: &str, redis: &Redis, scripts: &Scripts, command: &Command, boot: &Boot) {
-    let text = match serde_json::to_string(command) {
-        Ok(text) => text,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot serialize a command");
-            return;
+/// Routes commands to their rooms' owners, in order. A room whose task runs
+/// here gets its commands directly (decided once per room for the whole
+/// call, so a room's commands keep their order); the rest go through Redis
+/// in one call, which claims a room for this node when nobody owns it (those
+/// then go to this node's owner tasks, in order). While this node may not
+/// claim rooms (Redis lost its data moments ago), a command for a room nobody
+/// owns is tried again until its deadline, by when the room's owner has
+/// written it back (or it is dropped, and its request answered
+/// `unavailable`). A departure is tried again until it is routed, whatever
+/// fails.
+async fn route(
+    node: &str,
+    redis: &Redis,
+    scripts: &Scripts,
+    owners: &Arc<Owners>,
+    commands: Vec<Command>,
+    boot: &Boot,
+) {
+    let mut local: Vec<&str> = Vec::new();
+    let mut remote: Vec<&str> = Vec::new();
+    let mut pending = Vec::with_capacity(commands.len());
+    let mut direct = Vec::new();
+    for command in &commands {
+        let room = command.room.as_str();
+        let here = if local.contains(&room) {
+            true
+        } else if remote.contains(&room) {
+            false
+        } else if owners.serves(room) {
+            local.push(room);
+            true
+        } else {
+            remote.push(room);
+            false
+        };
+        if here {
+            direct.push(command);
+        } else {
+            pending.push(command);
         }
-    };
-    loop {
+    }
+    for command in direct {
+        owners.dispatch(command.clone());
+    }
+    let mut pending: Vec<(&Command, String)> = pending
+        .into_iter()
+        .filter_map(|command| match serde_json::to_string(command) {
+            Ok(text) => Some((command, text)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize a command");
+                None
+            }
+        })
+        .collect();
+    while !pending.is_empty() {
         let trusted = boot.trusted();
-        match scripts
-            .route(redis, &command.room, node, &text, trusted.as_deref())
+        let args: Vec<(&str, String)> = pending
+            .iter()
+            .map(|(c, text)| (c.room.as_str(), text.clone()))
+            .collect();
+        let wait = match scripts
+            .route_many(redis, node, &args, trusted.as_deref())
             .await
         {
-            Ok(Some(owner)) => {
-                if owner != node {
-                    counter!("signalroom_cluster_commands_forwarded_total").increment(1);
+            Ok(routed) => {
+                let mut again = Vec::new();
+                for ((command, text), owner) in pending.into_iter().zip(routed) {
+                    match owner {
+                        Some(owner) if owner == node => owners.dispatch(command.clone()),
+                        Some(_) => {
+                            counter!("signalroom_cluster_commands_forwarded_total").increment(1);
+                        }
+                        None if is_departure(command)
+                            || now().0 + CLAIM_RETRY_MS <= command.deadline =>
+                        {
+                            again.push((command, text));
+                        }
+                        None => {
+                            tracing::warn!(room = %command.room, "no owner and no claim yet: a command dropped");
+                        }
+                    }
                 }
-                return;
-            }
-            Ok(None) if is_departure(command) || now().0 + CLAIM_RETRY_MS <= command.deadline => {
-                tokio::time::sleep(Duration::from_millis(CLAIM_RETRY_MS)).await;
-            }
-            Ok(None) => {
-                tracing::warn!(room = %command.room, "no owner and no claim yet: a command dropped");
-                return;
-            }
-            Err(e) if is_departure(command) => {
-                // A departure cannot be refused or answered `unavailable`: it
-                // waits for Redis (everything else fails meanwhile anyway).
-                tracing::warn!(error = %e, room = %command.room, "cannot route a departure yet");
-                tokio::time::sleep(Duration::from_millis(DEPARTURE_RETRY_MS)).await;
+                pending = again;
+                CLAIM_RETRY_MS
             }
             Err(e) => {
-                tracing::warn!(error = %e, room = %command.room, "cannot route a command");
-                return;
+                // A departure cannot be refused or answered `unavailable`: it
+                // waits for Redis (everything else fails meanwhile anyway).
+                pending.retain(|(command, _)| is_departure(command));
+                if pending.is_empty() {
+                    tracing::warn!(error = %e, "cannot route commands");
+                } else {
+                    tracing::warn!(error = %e, departures = pending.len(), "cannot route a departure yet");
+                }
+                DEPARTURE_RETRY_MS
             }
+        };
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
         }
     }
 }

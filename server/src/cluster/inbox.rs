@@ -1,7 +1,7 @@
 //! This node's inbox: the one Redis stream every other node writes to it.
 //!
-//! Commands for rooms this node owns (field `c`) and owners' batches for this
-//! node's sockets (field `b`) arrive in `sr:in:{node}`, in the order they were
+//! Commands for rooms this node owns (field `c`, one; `cs`, a node's list) and owners' batches for this
+//! node's sockets (field `b`, one; `bs`, a commit's list) arrive in `sr:in:{node}`, in the order they were
 //! appended; one reader, on a connection of its own (a blocking `XREAD` holds
 //! its connection), hands each to its room's owner task or to the home side,
 //! in that order. It starts at Redis's clock when the node starts, so a node
@@ -21,8 +21,11 @@ use super::scripts::inbox_key;
 
 /// How long one `XREAD` waits for a message (under the call timeout).
 const BLOCK_MS: u64 = 500;
-/// The most messages one read takes.
-const COUNT: u64 = 256;
+/// The most messages one read takes. Each may carry a group commit's
+/// batches (up to 64, each with a peer list) or a node's routed commands,
+/// so this stays small enough for one read to arrive well within the call
+/// timeout.
+const COUNT: u64 = 128;
 
 /// One stream's reply to `XREAD`: the key, then (id, flat field/value list) entries.
 type StreamReply = Vec<(String, Vec<(String, Vec<String>)>)>;
@@ -79,9 +82,19 @@ fn dispatch(fields: &[String], owners: &Arc<Owners>, sockets: &Arc<Sockets>) {
                 Ok(command) => owners.dispatch(command),
                 Err(e) => tracing::warn!(error = %e, "unreadable command in the inbox"),
             },
+            // One home node's routed commands, in order.
+            "cs" => match serde_json::from_str::<Vec<Command>>(value) {
+                Ok(commands) => commands.into_iter().for_each(|c| owners.dispatch(c)),
+                Err(e) => tracing::warn!(error = %e, "unreadable commands in the inbox"),
+            },
             "b" => match serde_json::from_str::<Batch>(value) {
                 Ok(batch) => sockets.receive(batch),
                 Err(e) => tracing::warn!(error = %e, "unreadable batch in the inbox"),
+            },
+            // One commit's batches for this node, in order.
+            "bs" => match serde_json::from_str::<Vec<Batch>>(value) {
+                Ok(batches) => sockets.receive_all(batches),
+                Err(e) => tracing::warn!(error = %e, "unreadable batches in the inbox"),
             },
             _ => tracing::warn!(field, "unknown message in the inbox"),
         }

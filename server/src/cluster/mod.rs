@@ -80,6 +80,7 @@ impl Cluster {
             config,
             sockets.outbox(),
             webhooks,
+            sockets.clone(),
         );
         // A blocking XREAD holds its connection: the inbox gets its own.
         let inbox_redis = redis::Redis::open(url)?;
@@ -92,6 +93,7 @@ impl Cluster {
                 outbox,
                 sockets.unsent(),
                 node.boot(),
+                owners.clone(),
             )),
             tokio::spawn(owners::sweep(
                 node.id().to_owned(),

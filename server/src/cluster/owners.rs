@@ -1,35 +1,40 @@
 //! The rooms this node owns: one task per room, running the core's [`Owner`].
 //!
-//! A command for a room arrives in this node's inbox because the `route`
-//! script found (or made) this node its owner. The first command for a room
+//! A command for a room arrives in this node's inbox because the `route_many`
+//! script found (or made) this node its owner, or straight from this node's
+//! sender when a task here serves the room. The first command for a room
 //! with no task here starts one, which reads the lease and the last snapshot
 //! from Redis: if the lease is this node's, it imports the snapshot (a room
 //! taken over, or re-created) and serves; otherwise it answers `moved` and the
-//! home node routes again. The task applies commands one at a time: the core
-//! decides the step, then one `commit` script writes the snapshot and listing
-//! and appends every node's batch to its inbox, fenced by the lease's token;
-//! nothing is told before that commit succeeds, and a commit that fails puts
-//! the room back as it was (the home node answers `unavailable`). The lease is
+//! home node routes again. The task takes every command waiting (up to
+//! [`GROUP_MAX`]) and the core applies them in order as one step (group
+//! commit); then one `commit` script writes the last snapshot and listing and
+//! appends every other node's batches to its inbox (one message per node),
+//! fenced by the lease's token; this node's own batches are handed to its
+//! sockets in-process after that commit succeeded. Nothing is told before the
+//! commit succeeds, and a commit that fails puts the room back as it was
+//! before the whole group (the home node answers `unavailable`). The lease is
 //! renewed every second, and with it the owner checks that the nodes holding
 //! members are alive and removes the members of dead ones; the HTTP peers'
 //! leases run out here too. A lease lost, a fenced commit or an empty room
 //! (let go in its last commit) ends the task, and the commands still queued
 //! for it are answered `moved`. [`sweep`] finds rooms whose owner died.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use metrics::gauge;
-use signalroom_core::Config;
 use signalroom_core::cluster::ConnId;
 use signalroom_core::cluster::wire::CommandKind;
 use signalroom_core::cluster::wire::{Batch, Command};
 use signalroom_core::cluster::{Commit, Owner, Step};
 use signalroom_core::registry::RoomSnapshot;
+use signalroom_core::{Config, RoomChange};
 use tokio::sync::{mpsc, watch};
 
 use super::clock::now;
+use super::home::Sockets;
 use super::redis::Redis;
 use super::scripts::{self, Committed, Scripts, Write};
 use crate::webhooks::Webhooks;
@@ -45,6 +50,9 @@ const READ_BACK_RETRY: Duration = Duration::from_millis(200);
 /// How often an owner renews its room's lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(1);
 
+/// The most commands an owner applies before one commit (group commit).
+const GROUP_MAX: usize = 64;
+
 /// The owned rooms' task inboxes.
 pub struct Owners {
     node: String,
@@ -53,6 +61,8 @@ pub struct Owners {
     config: Config,
     /// Where commands go to be routed again (the home side's sender).
     outbox: mpsc::UnboundedSender<Command>,
+    /// This node's sockets: batches for them skip the inbox.
+    sockets: Arc<Sockets>,
     /// Each room's task: its number (to tell a task from its successor) and inbox.
     tasks: Mutex<HashMap<String, (u64, mpsc::UnboundedSender<Command>)>>,
     next_task: std::sync::atomic::AtomicU64,
@@ -71,6 +81,7 @@ impl Owners {
         config: Config,
         outbox: mpsc::UnboundedSender<Command>,
         webhooks: Option<Arc<Webhooks>>,
+        sockets: Arc<Sockets>,
     ) -> Arc<Self> {
         gauge!("signalroom_cluster_rooms_owned").set(0.0);
         Arc::new(Self {
@@ -79,6 +90,7 @@ impl Owners {
             scripts,
             config,
             outbox,
+            sockets,
             tasks: Mutex::new(HashMap::new()),
             next_task: std::sync::atomic::AtomicU64::new(1),
             stopping: watch::channel(false).0,
@@ -99,6 +111,13 @@ impl Owners {
         while !self.lock().is_empty() && tokio::time::Instant::now() < end {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Whether a task of this node serves `room` (or is starting to): its
+    /// commands may be handed to it directly; one that finds the room is not
+    /// its own answers them `moved`.
+    pub fn serves(&self, room: &str) -> bool {
+        !*self.stopping.borrow() && self.lock().contains_key(room)
     }
 
     /// Hands a command to its room's task, starting one if there is none.
@@ -133,8 +152,10 @@ impl Owners {
         if *stopping.borrow() {
             stopping.mark_changed();
         }
+        // Commands taken from `rx` and not applied when the task ends.
+        let mut left = VecDeque::new();
         let Some((mut token, mut owner)) = self.start(&room).await else {
-            self.give_up(&room, id, rx, 0).await;
+            self.give_up(&room, id, left, rx, 0).await;
             return;
         };
         gauge!("signalroom_cluster_rooms_owned").increment(1.0);
@@ -180,7 +201,16 @@ impl Owners {
                 }
                 command = rx.recv() => {
                     let Some(command) = command else { break };
-                    if !self.step(&room, &token, &mut owner, command).await {
+                    // Group commit: every command already waiting, applied
+                    // in order, committed once.
+                    left.push_back(command);
+                    while left.len() < GROUP_MAX {
+                        match rx.try_recv() {
+                            Ok(command) => left.push_back(command),
+                            Err(_) => break,
+                        }
+                    }
+                    if !self.step(&room, &token, &mut owner, &mut left).await {
                         break;
                     }
                 }
@@ -226,7 +256,7 @@ impl Owners {
             }
         }
         gauge!("signalroom_cluster_rooms_owned").decrement(1.0);
-        self.give_up(&room, id, rx, epoch_of(&token)).await;
+        self.give_up(&room, id, left, rx, epoch_of(&token)).await;
     }
 
     /// The lease is not ours any more: if nobody holds it (Redis restarted
@@ -296,11 +326,42 @@ impl Owners {
         }
     }
 
-    /// Applies one command and commits it. `false` when the room is no longer ours.
-    async fn step(&self, room: &str, token: &str, owner: &mut Owner, command: Command) -> bool {
-        let deadline = command.expires().then_some(command.deadline);
-        let step = owner.apply(command, now());
-        self.commit_by(room, token, owner, step, deadline).await
+    /// Applies `commands` in order and commits them, as few commits as the
+    /// core's groups allow (one, unless the room empties on the way).
+    /// `false` when the room is no longer ours: what was not applied is
+    /// left in `commands`.
+    async fn step(
+        &self,
+        room: &str,
+        token: &str,
+        owner: &mut Owner,
+        commands: &mut VecDeque<Command>,
+    ) -> bool {
+        while !commands.is_empty() {
+            // Kept to answer `moved` if the commit is fenced: then nothing of
+            // the group took effect, and the room's new owner must get it.
+            let group: Vec<Command> = commands.iter().take(GROUP_MAX).cloned().collect();
+            let waiting = commands.len();
+            let step = owner.apply_group(commands, GROUP_MAX, now());
+            let applied = waiting - commands.len();
+            // The group must not take effect after its first deadline.
+            let deadline = group[..applied]
+                .iter()
+                .filter(|c| c.expires())
+                .map(|c| c.deadline)
+                .min();
+            match self.try_commit(room, token, owner, step, deadline).await {
+                Some(true) => {}
+                Some(false) => return false,
+                None => {
+                    for command in group.into_iter().take(applied).rev() {
+                        commands.push_front(command);
+                    }
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Removes the members of nodes whose registration ran out (they died):
@@ -343,28 +404,67 @@ impl Owners {
     /// `token`. An empty room is let go (its snapshot, listing and lease
     /// deleted), whatever the step. `false` when the room is no longer ours.
     async fn commit(&self, room: &str, token: &str, owner: &mut Owner, step: Step) -> bool {
-        self.commit_by(room, token, owner, step, None).await
+        self.try_commit(room, token, owner, step, None)
+            .await
+            .unwrap_or(false)
     }
 
-    /// [`Owners::commit`] of a command that must not take effect after
-    /// `deadline` (Redis's clock): past it, the step is undone.
-    async fn commit_by(
+    /// [`Owners::commit`] of a step that must not take effect after
+    /// `deadline` (Redis's clock: past it, the step is undone), telling a
+    /// fenced commit (`None`: nothing was written or told, the room has
+    /// another owner) from a room let go, or fenced after this node's
+    /// signals went out (`Some(false)`).
+    async fn try_commit(
         &self,
         room: &str,
         token: &str,
         owner: &mut Owner,
         step: Step,
         deadline: Option<u64>,
-    ) -> bool {
+    ) -> Option<bool> {
         let deleted = owner.is_empty();
         if !deleted && step.batches.is_empty() && step.commit == Commit::Unchanged {
-            return true;
+            return Some(true);
         }
-        let mut batches = Vec::with_capacity(step.batches.len());
-        for (node, batch) in &step.batches {
-            match serde_json::to_string(batch) {
-                Ok(text) => batches.push((node.clone(), text)),
-                Err(e) => tracing::error!(error = %e, "cannot serialize a batch"),
+        // Each other node's batches in one inbox message (a JSON array, in
+        // order); this node's are delivered here once the commit succeeded.
+        let mut batches: Vec<(String, String)> = Vec::new();
+        let mut mine = Vec::new();
+        for (node, batch) in step.batches {
+            if node == self.node {
+                mine.push(batch);
+                continue;
+            }
+            let text = match serde_json::to_string(&batch) {
+                Ok(text) => text,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot serialize a batch");
+                    continue;
+                }
+            };
+            match batches.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, list)) => {
+                    list.push(',');
+                    list.push_str(&text);
+                }
+                None => batches.push((node, format!("[{text}"))),
+            }
+        }
+        for (_, list) in &mut batches {
+            list.push(']');
+        }
+        // Signals alone (no change, no read): nothing to write and no
+        // version to fence, so this node's share is delivered at once; with
+        // nothing for other nodes, nothing touches Redis (the design's "when
+        // sender, owner and target share a node").
+        let early = !deleted
+            && step.commit == Commit::Unchanged
+            && !mine.is_empty()
+            && mine.iter().all(is_signal);
+        if early {
+            self.sockets.receive_all(std::mem::take(&mut mine));
+            if batches.is_empty() {
+                return Some(true);
             }
         }
         let texts = match &step.commit {
@@ -374,7 +474,7 @@ impl Owners {
                     _ => {
                         tracing::error!(%room, "cannot serialize a room");
                         owner.rollback(step.before);
-                        return true;
+                        return Some(true);
                     }
                 }
             }
@@ -391,24 +491,29 @@ impl Owners {
             .await
         {
             Ok(Committed::Ok) => {
-                self.announce(&step);
-                !deleted
+                self.announce(&step.changes);
+                if !mine.is_empty() {
+                    self.sockets.receive_all(mine);
+                }
+                Some(!deleted)
             }
             Ok(Committed::Fenced) => {
                 tracing::warn!(%room, "fenced: the room has another owner");
-                false
+                // Signals already delivered here must not be sent again:
+                // then the group is not handed to the new owner.
+                if early { Some(false) } else { None }
             }
             Ok(Committed::Late) => {
                 tracing::warn!(%room, "a command reached Redis past its deadline: undone");
                 owner.rollback(step.before);
-                true
+                Some(true)
             }
             Ok(Committed::Lost) => {
                 // Redis lost its data: the room is still ours in memory, and
                 // the next renewal writes it back (a new epoch).
                 tracing::warn!(%room, "Redis lost this room: the step is undone, the room claimed again next");
                 owner.rollback(step.before);
-                true
+                Some(true)
             }
             Err(e) => {
                 tracing::warn!(error = %e, %room, "commit failed; reading the room back");
@@ -422,22 +527,26 @@ impl Owners {
                     && self.read_back(room, wrote).await
                 {
                     tracing::warn!(%room, "the commit went through after all: the change stands");
-                    self.announce(&step);
+                    self.announce(&step.changes);
+                    // Its batches went out to the other nodes: this node's too.
+                    if !mine.is_empty() {
+                        self.sockets.receive_all(mine);
+                    }
                 } else {
                     owner.rollback(step.before);
                 }
-                true
+                Some(true)
             }
         }
     }
 
     /// A committed step's webhooks. Committed once, by the room's one owner:
     /// they go from here, and from no other node.
-    fn announce(&self, step: &Step) {
+    fn announce(&self, changes: &[RoomChange]) {
         if let Some(webhooks) = &self.webhooks
-            && !step.changes.is_empty()
+            && !changes.is_empty()
         {
-            webhooks.send(&step.changes, now());
+            webhooks.send(changes, now());
         }
     }
 
@@ -472,6 +581,7 @@ impl Owners {
         &self,
         room: &str,
         id: u64,
+        left: VecDeque<Command>,
         mut rx: mpsc::UnboundedReceiver<Command>,
         epoch: u64,
     ) {
@@ -483,7 +593,8 @@ impl Owners {
         }
         rx.close();
         let stopping = *self.stopping.borrow();
-        while let Ok(command) = rx.try_recv() {
+        let queued = std::iter::from_fn(|| rx.try_recv().ok());
+        for command in left.into_iter().chain(queued) {
             if super::home::is_departure(&command) && !stopping {
                 // Nobody waits for an answer to a departure: route it again here.
                 self.outbox.send(command).ok();
@@ -555,6 +666,19 @@ pub async fn sweep(
             }
         }
     }
+}
+
+/// Whether a batch is only a relayed `signal` (or its error): outside the
+/// room's sequence, no state read or changed.
+fn is_signal(batch: &Batch) -> bool {
+    let reply_is_signal = match &batch.reply {
+        None => true,
+        Some(signalroom_core::cluster::wire::BatchReply::Socket { event, .. }) => {
+            event == "signal" || event == "signal_error"
+        }
+        Some(_) => false,
+    };
+    batch.slot.is_none() && reply_is_signal && batch.events.iter().all(|e| e.event == "signal")
 }
 
 /// The epoch in a lease token `"{node}:{epoch}"`.

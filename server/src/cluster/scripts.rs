@@ -1,9 +1,9 @@
 //! The Lua scripts that fence room ownership, and the key names they use.
 //!
 //! Redis runs each script atomically, so a check and the writes it guards
-//! cannot interleave with another node's: **route** sends a command to its
-//! room's owner, claiming the room for the sender (a fresh fencing epoch from
-//! `sr:epoch`) when nobody owns it; **commit** writes a room's snapshot and
+//! cannot interleave with another node's: **route_many** sends commands to
+//! their rooms' owners, claiming a room for the sender (a fresh fencing epoch
+//! from `sr:epoch`) when nobody owns it; **commit** writes a room's snapshot and
 //! listing and appends every node's batches to its inbox, only while the
 //! caller's token `"{node}:{epoch}"` is still the room's owner key, and all
 //! or nothing (a failed check writes nothing); **renew** extends a lease the
@@ -52,35 +52,60 @@ pub fn inbox_key(node: &str) -> String {
     format!("sr:in:{node}")
 }
 
-/// KEYS: owner key. ARGV: this node, lease ms, inbox maxlen, the command, the
-/// room, inbox ttl ms, the `sr:boot` id this node may claim rooms under.
-/// Returns `{owner node, 1 if this call claimed the room}`, or `{'', 0}` when
-/// nobody owns the room and this node may not claim it (Redis lost its data
-/// moments ago, or this node has not read `sr:boot` yet): nothing was sent.
-const ROUTE: &str = r"
-local owner = redis.call('GET', KEYS[1])
-local claimed = 0
-if not owner then
-  if redis.call('GET', 'sr:boot') ~= ARGV[7] then
-    return {'', 0}
+/// No KEYS (the owner keys are named from the rooms). ARGV: this node, lease
+/// ms, inbox maxlen, inbox ttl ms, the `sr:boot` id this node may claim rooms
+/// under, then (room, command) pairs. Routes every command in order to its
+/// room's owner (`sr:owner:{room}`), claiming an unowned room for this node
+/// (a fresh epoch from `sr:epoch`, `sr:leases` updated) when `sr:boot`
+/// allows; the commands for each other node go to its inbox as one message
+/// (`cs`, a JSON array, in order), those for this node are not written (the
+/// caller hands them to its own owner tasks). Returns each command's owner
+/// node, or `''` when nobody owns its room and this node may not claim it.
+const ROUTE_MANY: &str = r"
+local out = {}
+local inboxes = {}
+local order = {}
+local boot = nil
+for i = 6, #ARGV, 2 do
+  local room = ARGV[i]
+  local key = 'sr:owner:' .. room
+  local owner = redis.call('GET', key)
+  if not owner then
+    if boot == nil then
+      boot = redis.call('GET', 'sr:boot')
+    end
+    if boot == ARGV[5] then
+      local epoch = redis.call('INCR', 'sr:epoch')
+      owner = ARGV[1] .. ':' .. epoch
+      redis.call('SET', key, owner, 'PX', ARGV[2])
+      local t = redis.call('TIME')
+      redis.call('ZADD', 'sr:leases', t[1] * 1000 + math.floor(t[2] / 1000) + ARGV[2], room)
+    end
   end
-  local epoch = redis.call('INCR', 'sr:epoch')
-  owner = ARGV[1] .. ':' .. epoch
-  redis.call('SET', KEYS[1], owner, 'PX', ARGV[2])
-  local t = redis.call('TIME')
-  redis.call('ZADD', 'sr:leases', t[1] * 1000 + math.floor(t[2] / 1000) + ARGV[2], ARGV[5])
-  claimed = 1
+  local node = ''
+  if owner then
+    node = string.match(owner, '^(.*):%d+$')
+    if node ~= ARGV[1] then
+      if not inboxes[node] then
+        inboxes[node] = {}
+        table.insert(order, node)
+      end
+      table.insert(inboxes[node], ARGV[i + 1])
+    end
+  end
+  table.insert(out, node)
 end
-local node = string.match(owner, '^(.*):%d+$')
-redis.call('XADD', 'sr:in:' .. node, 'MAXLEN', '~', ARGV[3], '*', 'c', ARGV[4])
-redis.call('PEXPIRE', 'sr:in:' .. node, ARGV[6])
-return {node, claimed}
+for _, node in ipairs(order) do
+  redis.call('XADD', 'sr:in:' .. node, 'MAXLEN', '~', ARGV[3], '*', 'cs', '[' .. table.concat(inboxes[node], ',') .. ']')
+  redis.call('PEXPIRE', 'sr:in:' .. node, ARGV[4])
+end
+return out
 ";
 
 /// KEYS: owner key, snapshot key, rooms hash. ARGV: token, mode (`keep`,
 /// `set`, `del`), room, snapshot, info, inbox maxlen, inbox ttl ms, the
-/// command's deadline on Redis's clock (ms; 0 for none), then (node, batch)
-/// pairs.
+/// command's deadline on Redis's clock (ms; 0 for none), then (node, JSON
+/// array of batches) pairs, each one inbox message (`bs`).
 const COMMIT: &str = r"
 local owner = redis.call('GET', KEYS[1])
 if not owner then
@@ -105,7 +130,7 @@ elseif ARGV[2] == 'del' then
   redis.call('ZREM', 'sr:leases', ARGV[3])
 end
 for i = 9, #ARGV, 2 do
-  redis.call('XADD', 'sr:in:' .. ARGV[i], 'MAXLEN', '~', ARGV[6], '*', 'b', ARGV[i + 1])
+  redis.call('XADD', 'sr:in:' .. ARGV[i], 'MAXLEN', '~', ARGV[6], '*', 'bs', ARGV[i + 1])
   redis.call('PEXPIRE', 'sr:in:' .. ARGV[i], ARGV[7])
 end
 return 'ok'
@@ -206,7 +231,7 @@ pub enum Committed {
 
 /// The three scripts, loaded once per node.
 pub struct Scripts {
-    route: Script,
+    route_many: Script,
     commit: Script,
     renew: Script,
     orphans: Script,
@@ -218,7 +243,7 @@ impl Scripts {
     /// Prepares the scripts (Redis loads them on first use).
     pub fn new() -> Self {
         Self {
-            route: Script::new(ROUTE),
+            route_many: Script::new(ROUTE_MANY),
             commit: Script::new(COMMIT),
             renew: Script::new(RENEW),
             orphans: Script::new(ORPHANS),
@@ -227,34 +252,38 @@ impl Scripts {
         }
     }
 
-    /// Sends `command` (JSON) to `room`'s owner, claiming the room for `node`
-    /// when nobody owns it and `boot` (the `sr:boot` id this node trusts) is
-    /// current. Returns the owner's node id, or `None` when nothing was sent
-    /// (nobody owns the room and this node may not claim it now).
-    pub async fn route(
+    /// Routes `commands` ((room, command JSON) pairs) in order in one call,
+    /// as [`ROUTE_MANY`] says: each one's owner node, `None` where nobody
+    /// owns the room and this node may not claim it now (nothing was sent
+    /// for it). Those owned by `node` itself are not sent: the caller hands
+    /// them to its own owner tasks, in this order.
+    pub async fn route_many(
         &self,
         redis: &Redis,
-        room: &str,
         node: &str,
-        command: &str,
+        commands: &[(&str, String)],
         boot: Option<&str>,
-    ) -> Result<Option<String>, RedisDown> {
-        let mut inv = self.route.key(owner_key(room));
+    ) -> Result<Vec<Option<String>>, RedisDown> {
+        let mut inv = self.route_many.prepare_invoke();
         inv.arg(node)
             .arg(LEASE_MS)
             .arg(INBOX_MAXLEN)
-            .arg(command)
-            .arg(room)
             .arg(INBOX_TTL_MS)
             .arg(boot.unwrap_or(""));
-        let (owner, _claimed): (String, i64) = redis.invoke("route", &inv).await?;
-        Ok(Some(owner).filter(|o| !o.is_empty()))
+        for (room, command) in commands {
+            inv.arg(*room).arg(command);
+        }
+        let owners: Vec<String> = redis.invoke("route_many", &inv).await?;
+        Ok(owners
+            .into_iter()
+            .map(|o| Some(o).filter(|o| !o.is_empty()))
+            .collect())
     }
 
     /// Commits one step of `room` under `token`: `write`, then each
-    /// (node, batch JSON) appended to that node's inbox, in order. With a
-    /// `deadline` (ms, Redis's clock), a command past it by Redis's `TIME`
-    /// writes nothing ([`Committed::Late`]).
+    /// (node, JSON array of batches) appended to that node's inbox as one
+    /// message, in order. With a `deadline` (ms, Redis's clock), a command
+    /// past it by Redis's `TIME` writes nothing ([`Committed::Late`]).
     pub async fn commit_by(
         &self,
         redis: &Redis,

@@ -598,3 +598,91 @@ fn a_stopping_nodes_members_are_disconnected_one_version_each() {
     assert!(texts[1].contains(r#""peer_id":"pc""#) && texts[1].contains(r#""version":5"#));
     assert_eq!(o.member_nodes(), ["n2"]);
 }
+
+/// A mix of changes and signals from three nodes, for the group tests.
+fn mixed() -> Vec<Command> {
+    let signal = |home: &str, sid: &str, req: u64, to: &str, n: u64| {
+        event(
+            home,
+            sid,
+            req,
+            "signal",
+            json!({"to": to, "data": {"n": n}}),
+        )
+    };
+    vec![
+        join("n1", "a", "pa"),
+        join("n2", "b", "pb"),
+        signal("n1", "a", 2, "pb", 1),
+        join("n3", "c", "pc"),
+        signal("n2", "b", 2, "pa", 2),
+        signal("n1", "a", 3, "pc", 3),
+        event("n2", "b", 3, "get_peers", json!({})),
+        cmd("n3", 9, CommandKind::Disconnect { sid: "c".into() }),
+        signal("n1", "a", 4, "pb", 4),
+        join("n1", "a", "pa"),
+        signal("n2", "b", 4, "pc", 5),
+    ]
+}
+
+#[test]
+fn a_group_commits_what_one_by_one_would_in_the_same_order() {
+    let mut one = owner();
+    let mut each = Vec::new();
+    let mut last = Commit::Unchanged;
+    for c in mixed() {
+        let step = one.apply(c, T0);
+        if step.commit != Commit::Unchanged {
+            last = step.commit.clone();
+        }
+        each.extend(shape(&step));
+    }
+    let mut grouped = owner();
+    let mut queue: std::collections::VecDeque<Command> = mixed().into();
+    let step = grouped.apply_group(&mut queue, 64, T0);
+    assert!(queue.is_empty());
+    // The webhooks of every change of the group, in order.
+    let mut again = owner();
+    let changes: Vec<_> = mixed()
+        .into_iter()
+        .flat_map(|c| again.apply(c, T0).changes)
+        .collect();
+    assert!(changes.len() >= 4, "{changes:?}");
+    assert_eq!(step.changes, changes);
+    // Every batch, signals between changes included, in the same order for
+    // every node, and the last state written once.
+    assert_eq!(shape(&step), each);
+    assert_eq!(step.commit, last);
+    assert!(matches!(&step.commit, Commit::Changed { info, .. } if info.version == 4));
+    assert_eq!(grouped.state(), one.state());
+    // A failed commit puts back the room as it was before the whole group.
+    assert_eq!(step.before, None);
+    grouped.rollback(step.before);
+    assert!(grouped.is_empty());
+}
+
+#[test]
+fn a_group_is_bounded_and_ends_with_the_step_that_empties_the_room() {
+    let mut o = owner();
+    let mut queue: std::collections::VecDeque<Command> = mixed().into();
+    let first = o.apply_group(&mut queue, 2, T0);
+    assert_eq!(queue.len(), mixed().len() - 2);
+    assert!(matches!(&first.commit, Commit::Changed { info, .. } if info.version == 2));
+    let before = o.state().map(|(s, _)| s);
+    let second = o.apply_group(&mut queue, 64, T0);
+    assert_eq!(second.before, before);
+    let mut queue: std::collections::VecDeque<Command> = vec![
+        event("n1", "a", 5, "leave_room", json!({})),
+        cmd("n2", 9, CommandKind::Disconnect { sid: "b".into() }),
+        join("n2", "b", "pb"),
+    ]
+    .into();
+    let gone = o.apply_group(&mut queue, 64, T0);
+    assert_eq!(gone.commit, Commit::Deleted);
+    assert!(o.is_empty());
+    // The join after the room went is left for its next owner.
+    assert_eq!(queue.len(), 1);
+    // Nothing to apply: nothing to commit.
+    let none = o.apply_group(&mut std::collections::VecDeque::new(), 64, T0);
+    assert!(none.batches.is_empty() && none.commit == Commit::Unchanged);
+}
