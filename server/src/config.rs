@@ -127,8 +127,8 @@ pub struct Config {
     pub command: Option<Command>,
 
     /// Join a cluster through this Redis (or Valkey) server, `redis://HOST:PORT[/DB]`;
-    /// absent: one node on its own. Cluster mode is not complete yet (docs/cluster.md):
-    /// builds without the `cluster` feature refuse this flag.
+    /// absent: one node on its own (docs/cluster.md). Builds without the `cluster`
+    /// feature (`--no-default-features`) refuse this flag.
     #[arg(long, env = "SIGNALROOM_REDIS_URL", value_parser = redis_url)]
     pub redis_url: Option<String>,
 

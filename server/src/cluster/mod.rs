@@ -4,8 +4,7 @@
 //! Redis lease with a fencing epoch, other nodes forwarding their clients'
 //! commands to the owner and delivering its events in version order, nodes
 //! registered with a short TTL so a dead node's peers can be removed. This
-//! module is built only with the `cluster` feature, because it is not complete.
-//! What runs: the Redis connection ([`redis`]) and the node's registration
+//! module is the `cluster` cargo feature (on by default). What runs: the Redis connection ([`redis`]) and the node's registration
 //! ([`node`]); the fencing scripts ([`scripts`]); the inbox reader ([`inbox`]);
 //! one task per owned room ([`owners`]); the home side that routes each local
 //! socket's requests and emits the owners' answers in version order
@@ -15,7 +14,8 @@
 //! run by the owner; access tokens (checked where a client connects, their
 //! claims judged by the room's owner) and webhooks (sent by the room's owner
 //! after each commit); members a room lost put back after Redis came back
-//! empty ([`heal`]). See "Building it" in the design for what does not yet.
+//! empty ([`heal`]); Redis's clock for deadlines ([`clock`]). "Building it"
+//! in the design says where the code is simpler than the design.
 
 mod clock;
 mod heal;

@@ -112,10 +112,7 @@ impl Node {
         let key = format!("sr:node:{id}");
         let record =
             json!({"node": id, "addr": addr.to_string(), "started_at": now().0}).to_string();
-        tracing::warn!(
-            node = %id,
-            "cluster mode is not complete (docs/cluster.md, \"Building it\"): rooms, access tokens and webhooks work; some failures heal more simply than designed"
-        );
+        tracing::info!(node = %id, "joining the cluster");
         // Unhealthy until Redis has answered once.
         health.set_ok(false);
         gauge!("signalroom_redis_up").set(0.0);
