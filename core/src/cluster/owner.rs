@@ -22,7 +22,7 @@ use serde_json::value::{RawValue, to_raw_value};
 use super::wire::{Batch, BatchEvent, BatchReply, Command, CommandKind};
 use super::{ConnId, Slot, split_by_node};
 use crate::protocol::{Payload, RoomInfo};
-use crate::registry::{ClientEvent, Config, Delivery, Registry, Reply};
+use crate::registry::{ClientEvent, Config, Delivery, Registry, Reply, RoomChange};
 use crate::registry::{HolderSnapshot, RoomSnapshot, SnapshotError};
 use crate::time::Timestamp;
 
@@ -51,6 +51,10 @@ pub struct Step {
     pub batches: Vec<(String, Batch)>,
     /// The room before the step, for [`Owner::rollback`].
     pub before: Option<RoomSnapshot<ConnId>>,
+    /// What the step changed, in order (the registry's records): what the
+    /// room's owner counts once the commit succeeded, so each change is
+    /// counted once in the cluster, by the node that committed it.
+    pub changes: Vec<RoomChange>,
 }
 
 impl Step {
@@ -59,6 +63,7 @@ impl Step {
             commit: Commit::Unchanged,
             batches: Vec::new(),
             before,
+            changes: Vec::new(),
         }
     }
 }
@@ -122,6 +127,11 @@ impl Owner {
     /// The fencing epoch changed (the room was claimed again).
     pub fn set_epoch(&mut self, epoch: u64) {
         self.epoch = epoch;
+    }
+
+    /// How many peers the room has (0 when it does not exist).
+    pub fn peer_count(&self) -> usize {
+        self.registry.peer_count()
     }
 
     /// Whether the room has no member (it does not exist).
@@ -232,9 +242,10 @@ impl Owner {
             }
             CommandKind::Takeover | CommandKind::Restore { .. } => Vec::new(),
         };
-        self.registry.take_changes();
+        let changes = self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
-        self.step(command.req, &home, reply, read, deliveries, before, after)
+        let step = self.step(command.req, &home, reply, read, deliveries, before, after);
+        Step { changes, ..step }
     }
 
     /// When the next HTTP peer's lease runs out (ms, the wall clock).
@@ -246,18 +257,20 @@ impl Owner {
     pub fn expire(&mut self, now: Timestamp) -> Step {
         let before = self.registry.export_room(&self.room);
         let deliveries = self.registry.expire(now);
-        self.registry.take_changes();
+        let changes = self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
-        self.step(0, "", None, false, deliveries, before, after)
+        let step = self.step(0, "", None, false, deliveries, before, after);
+        Step { changes, ..step }
     }
 
     /// Drops every socket member held by `node` (it died): one version each.
     pub fn remove_node(&mut self, node: &str) -> Step {
         let before = self.registry.export_room(&self.room);
         let deliveries = self.registry.remove_node(node);
-        self.registry.take_changes();
+        let changes = self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
-        self.step(0, node, None, false, deliveries, before, after)
+        let step = self.step(0, node, None, false, deliveries, before, after);
+        Step { changes, ..step }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -363,6 +376,7 @@ impl Owner {
             commit,
             batches,
             before,
+            changes: Vec::new(),
         }
     }
 

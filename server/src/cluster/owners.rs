@@ -52,6 +52,8 @@ pub struct Owners {
     next_task: std::sync::atomic::AtomicU64,
     /// Set when the node stops: every task gives its lease up and ends.
     stopping: watch::Sender<bool>,
+    /// The rooms this node owns (claimed, not yet given up) and their peers.
+    peers: Mutex<HashMap<String, usize>>,
 }
 
 impl Owners {
@@ -73,7 +75,23 @@ impl Owners {
             tasks: Mutex::new(HashMap::new()),
             next_task: std::sync::atomic::AtomicU64::new(1),
             stopping: watch::channel(false).0,
+            peers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// How many rooms this node owns, and how many peers they hold.
+    pub fn owned(&self) -> (usize, usize) {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        (peers.len(), peers.values().sum())
+    }
+
+    /// Records how many peers an owned room holds (`None`: not owned any more).
+    fn count(&self, room: &str, peers: Option<usize>) {
+        let mut map = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        match peers {
+            Some(n) => map.insert(room.to_owned(), n),
+            None => map.remove(room),
+        };
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, (u64, mpsc::UnboundedSender<Command>)>> {
@@ -128,6 +146,7 @@ impl Owners {
             return;
         };
         gauge!("signalroom_cluster_rooms_owned").increment(1.0);
+        self.count(&room, Some(owner.peer_count()));
         tracing::debug!(%room, %token, "owning a room");
         let mut renew = tokio::time::interval(RENEW_EVERY);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -200,6 +219,7 @@ impl Owners {
                             commit: Commit::Unchanged,
                             batches: Vec::new(),
                             before: None,
+                            changes: Vec::new(),
                         };
                         if !self.commit(&room, &token, &mut owner, nothing).await {
                             break;
@@ -209,6 +229,7 @@ impl Owners {
             }
         }
         gauge!("signalroom_cluster_rooms_owned").decrement(1.0);
+        self.count(&room, None);
         self.give_up(&room, id, rx, epoch_of(&token)).await;
     }
 
@@ -352,7 +373,12 @@ impl Owners {
             .commit(&self.redis, room, token, write, &batches)
             .await
         {
-            Ok(Committed::Ok) => !deleted,
+            Ok(Committed::Ok) => {
+                // Counted once in the cluster: by the owner that committed it.
+                crate::metrics::changes(&step.changes);
+                self.count(room, Some(owner.peer_count()));
+                !deleted
+            }
             Ok(Committed::Fenced) => {
                 tracing::warn!(%room, "fenced: the room has another owner");
                 false

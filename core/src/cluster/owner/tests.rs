@@ -1,6 +1,7 @@
 //! The owner's steps: what is committed and which node hears what, in which slot.
 
 use super::*;
+use crate::registry::ChangeKind;
 use serde_json::json;
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -322,4 +323,42 @@ fn http_peers_join_and_leave_through_the_owner_and_expire_there() {
         gone.batches[0].1.reply,
         Some(BatchReply::Http { status: 404, .. })
     ));
+}
+
+#[test]
+fn a_step_carries_what_it_changed_for_the_owner_to_count() {
+    let mut o = owner();
+    let kinds = |step: &Step| -> Vec<String> {
+        step.changes
+            .iter()
+            .map(|c| match &c.kind {
+                ChangeKind::RoomStarted => s("started"),
+                ChangeKind::PeerJoined(p) => format!("joined {}", p.peer_id),
+                ChangeKind::PeerUpdated(p) => format!("updated {}", p.peer_id),
+                ChangeKind::PeerLeft { peer_id, reason } => {
+                    format!("left {peer_id} {}", reason.as_str())
+                }
+                ChangeKind::RoomFinished => s("finished"),
+            })
+            .collect()
+    };
+    let a = o.apply(join("n1", "a", "pa"), T0);
+    assert_eq!(kinds(&a), [s("started"), s("joined pa")]);
+    assert_eq!(o.peer_count(), 1);
+    let b = o.apply(join("n2", "b", "pb"), T0);
+    assert_eq!(kinds(&b), [s("joined pb")]);
+    // A refused join (peer_id taken) and a read change nothing.
+    let taken = o.apply(join("n2", "c", "pa"), T0);
+    assert!(kinds(&taken).is_empty());
+    let read = o.apply(event("n1", "a", 2, "get_peers", json!({})), T0);
+    assert!(kinds(&read).is_empty());
+    assert_eq!(o.peer_count(), 2);
+    let dead = o.remove_node("n2");
+    assert_eq!(kinds(&dead), [s("left pb dropped")]);
+    let gone = o.apply(
+        cmd("n1", 3, CommandKind::Disconnect { sid: "a".into() }),
+        T0,
+    );
+    assert_eq!(kinds(&gone), [s("left pa disconnected"), s("finished")]);
+    assert_eq!(o.peer_count(), 0);
 }
