@@ -202,7 +202,7 @@ impl Sockets {
             let actions = st.home.event(&sid, event, payload, binary, deadline());
             self.perform(&mut st, actions)
         };
-        close(closing);
+        self.close(closing);
     }
 
     /// A socket closed: the owners of its rooms are told.
@@ -215,7 +215,7 @@ impl Sockets {
             let actions = st.home.disconnect(sid, deadline());
             self.perform(&mut st, actions)
         };
-        close(closing);
+        self.close(closing);
     }
 
     /// A batch from a room's owner.
@@ -225,7 +225,7 @@ impl Sockets {
             let actions = st.home.receive(batch, now(), deadline());
             self.perform(&mut st, actions)
         };
-        close(closing);
+        self.close(closing);
     }
 
     /// `req` of socket `sid` got no answer in time: answer it `unavailable`.
@@ -255,7 +255,31 @@ impl Sockets {
             more.extend(closing_of(&st, full));
             more
         };
-        close(closing);
+        self.close(closing);
+    }
+
+    /// Drops sockets that could not take an event: each leaves its room now
+    /// (its owner is told at once, not when its transport has closed, which
+    /// a client that stopped reading delays indefinitely), then its transport
+    /// is closed and its client reconnects.
+    fn close(self: &Arc<Self>, sockets: Vec<SocketRef>) {
+        for socket in sockets {
+            let sid = socket.id.to_string();
+            let closing = {
+                let mut st = self.lock();
+                if st.sockets.remove(&sid).is_none() {
+                    continue; // dropped already, or gone
+                }
+                st.acks.remove(&sid);
+                st.inflight.remove(&sid);
+                let actions = st.home.disconnect(&sid, deadline());
+                self.perform(&mut st, actions)
+            };
+            metrics::dropped(1);
+            tracing::warn!(%sid, "dropping a connection that cannot keep up");
+            socket.disconnect().ok();
+            self.close(closing);
+        }
     }
 
     /// Carries out the core's actions, in order. Returns the sockets to close.
@@ -327,15 +351,6 @@ fn closing_of(st: &State, full: Vec<String>) -> Vec<SocketRef> {
     full.into_iter()
         .filter_map(|sid| st.sockets.get(&sid).cloned())
         .collect()
-}
-
-/// Disconnects sockets that could not take an event: their clients reconnect.
-fn close(sockets: Vec<SocketRef>) {
-    for socket in sockets {
-        metrics::dropped(1);
-        tracing::warn!(sid = %socket.id, "dropping a connection that cannot keep up");
-        socket.disconnect().ok();
-    }
 }
 
 fn is_full(r: &Result<(), SendError>) -> bool {
