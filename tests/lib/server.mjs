@@ -33,6 +33,12 @@ export const TEST_CLUSTER = Number(process.env.SIGNALROOM_TEST_CLUSTER || 0);
 /** `skip` for a test that does not apply to a cluster: false, or `why` in cluster mode. */
 export const singleNodeOnly = (why) => (TEST_CLUSTER ? `single node only: ${why}` : false);
 
+/**
+ * `todo` for a test that cluster mode does not pass yet (a known gap, docs/cluster.md): it
+ * still runs and is reported, without failing the run. False outside cluster mode.
+ */
+export const clusterGap = (why) => (TEST_CLUSTER ? `cluster mode gap: ${why}` : false);
+
 // Server processes still running when the test process ends are killed with it.
 const running = new Set();
 process.on('exit', () => {
