@@ -4,7 +4,7 @@
 // a method the document does not list for a path is not routed (405).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, uniq, request, postJson } from '../lib/server.mjs';
+import { startServer, uniq, request, postJson, clusterGap } from '../lib/server.mjs';
 
 let srv;
 let doc;
@@ -80,7 +80,7 @@ test('answers and errors are described with the core\'s types and every error co
   assert.ok(doc.components.securitySchemes.bearer, 'the bearer scheme of --auth-secret');
 });
 
-test('with --auth-secret the document stays open and the API routes still need a token', async () => {
+test('with --auth-secret the document stays open and the API routes still need a token', { todo: clusterGap('--auth-secret is refused with --redis-url so far (docs/cluster.md)') }, async () => {
   const own = await startServer(['--auth-secret', 'oa-secret']);
   try {
     const res = await request(own.url, '/api/openapi.json');
