@@ -101,6 +101,16 @@ pub fn all() -> Result<()> {
     run_env(&root, "node", &args, &cluster_env)?;
     let python = python.to_str().context("venv path is not UTF-8")?;
     run_env(&root, python, &["-m", "pytest", "-q", "tests/python"], &env)?;
+    // The guide's Python client (and the REST refusals) on node 1 of three too
+    // (tests/python/conftest.py); test_access needs tokens, test_cluster its own nodes.
+    let py_cluster = [
+        "-m",
+        "pytest",
+        "-q",
+        "tests/python/test_guide_client.py",
+        "tests/python/test_refusal_drain.py",
+    ];
+    run_env(&root, python, &py_cluster, &cluster_env)?;
     // The browser library: its bindings in headless Chromium, then the Playwright suite.
     crate::wasm::test_wasm()?;
     crate::wasm::test_browser()?;
