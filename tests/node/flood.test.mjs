@@ -7,7 +7,9 @@ import { spawn } from 'node:child_process';
 import { startServer, connect, uniq, REPO, withTimeout, clusterGap } from '../lib/server.mjs';
 
 test('a flooding connection is cut off, and the others\' ack p99 stays under 50 ms meanwhile', {
-  todo: clusterGap('about one run in four the flooder, dropped for its full queue, is never cut off (docs/cluster.md)'),
+  // Not a cluster gap: the same happens on one node (that run still fails on it); here it
+  // would only fail the second run for the same bug.
+  todo: clusterGap('a flooder dropped for its full queue is sometimes never cut off, on one node too (docs/cluster.md)'),
 }, async () => {
   const srv = await startServer([]);
   const calm = [];
