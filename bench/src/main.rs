@@ -91,6 +91,11 @@ enum Scenario {
         pad: usize,
         #[arg(long, default_value_t = 10.0)]
         secs: f64,
+        /// Offered load in messages/s for all senders together, each on a fixed
+        /// schedule whatever the answers (open loop; latency counts from the scheduled
+        /// time); 0: closed loop, `window` in flight per side.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
     },
     /// Idle: connections joined in rooms of `peers`, held: server memory per connection.
     Idle {
@@ -283,14 +288,22 @@ fn run(cli: Cli) -> Result<serde_json::Value> {
                 window,
                 pad,
                 secs,
+                rate,
             } => {
                 scenarios::signal(
                     &t,
                     label,
-                    pairs,
-                    window.clamp(1, 1000),
-                    pad,
-                    secs.clamp(0.1, 3600.0),
+                    scenarios::SignalLoad {
+                        pairs,
+                        window: window.clamp(1, 1000),
+                        pad,
+                        secs: secs.clamp(0.1, 3600.0),
+                        rate: if rate.is_finite() {
+                            rate.clamp(0.0, 1e7)
+                        } else {
+                            0.0
+                        },
+                    },
                     timeout,
                 )
                 .await

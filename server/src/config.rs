@@ -285,15 +285,15 @@ impl Config {
         }
     }
 
-    /// Refuses flags this build cannot honour: without the `cluster` feature,
-    /// `--redis-url` (cluster mode is not complete yet).
+    /// Refuses flags this build cannot honour: without the `cluster` feature
+    /// (`--no-default-features`), `--redis-url`.
     pub fn unsupported(&self) -> Option<&'static str> {
         if cfg!(feature = "cluster") || self.redis_url.is_none() {
             return None;
         }
         Some(
-            "--redis-url: cluster mode is not complete yet (docs/cluster.md); \
-             this build runs one node on its own, so run it without --redis-url",
+            "--redis-url: this build has no cluster mode (it was built without the \
+             `cluster` feature); run it without --redis-url, or use a default build",
         )
     }
 

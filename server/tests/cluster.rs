@@ -1,4 +1,4 @@
-//! Cluster mode's foundation (built with `--features cluster`): a node
+//! Cluster mode's foundation (the `cluster` feature, on by default): a node
 //! registers in a private Redis with a short TTL, keeps the registration
 //! alive, turns `/healthz` 503 while Redis hangs or is gone and 200 when it is
 //! back (even empty), reports Redis in `/metrics`, and removes its

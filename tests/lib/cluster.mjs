@@ -2,17 +2,17 @@
 // harness, and what `startServer` runs instead of one process when the whole suite runs in
 // cluster mode (env SIGNALROOM_TEST_CLUSTER=N, tests/README.md).
 //
-// The nodes are a build with `--features cluster`, given by env SIGNALROOM_CLUSTER_BIN
-// (`cargo xtask test` sets it); the Redis is `tests/lib/redis.mjs`'s.
+// The nodes are the server binary given by env SIGNALROOM_CLUSTER_BIN (`cargo xtask test`
+// sets it; in cluster mode SIGNALROOM_BIN when unset); the Redis is `tests/lib/redis.mjs`'s.
 
-import { startServer, connect } from './server.mjs';
+import { startServer, connect, BIN, TEST_CLUSTER } from './server.mjs';
 import { startRedis } from './redis.mjs';
 
-/** The cluster build of the server, or undefined when none was given. */
-export const CLUSTER_BIN = process.env.SIGNALROOM_CLUSTER_BIN;
+/** The server binary for the nodes: SIGNALROOM_CLUSTER_BIN, else (in cluster mode) SIGNALROOM_BIN. */
+export const CLUSTER_BIN = process.env.SIGNALROOM_CLUSTER_BIN || (TEST_CLUSTER ? BIN : undefined);
 
 /** `skip` for a cluster test: false, or why it cannot run. */
-export const CLUSTER_SKIP = CLUSTER_BIN ? false : 'SIGNALROOM_CLUSTER_BIN (a --features cluster build) is not set';
+export const CLUSTER_SKIP = CLUSTER_BIN ? false : 'SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is not set';
 
 /**
  * A private Redis and `n` nodes on it (`--node-id n1`, `n2`, ...), each with `flags` and the

@@ -6,7 +6,7 @@
 // runs the Node reference server instead (it ignores flags and has none of the extensions).
 //
 // Cluster mode: with env SIGNALROOM_TEST_CLUSTER=N (N >= 1), every `startServer` starts a
-// private Redis and N nodes of SIGNALROOM_CLUSTER_BIN (a `--features cluster` build) with
+// private Redis and N nodes of SIGNALROOM_CLUSTER_BIN (default: SIGNALROOM_BIN) with
 // the same flags plus `--redis-url`/`--node-id`, and returns node 1, whose `stop()` stops
 // every node and Redis: every client of the test talks to node 1 (tests/lib/cluster.mjs).
 

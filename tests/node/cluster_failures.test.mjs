@@ -6,8 +6,8 @@
 // while Redis
 // hangs, a join answers `unavailable` and changes nothing, and works again once Redis answers.
 //
-// Every test starts its own private Redis and nodes (some are killed). The nodes are a build
-// with `--features cluster`, given by env SIGNALROOM_CLUSTER_BIN; without it these are skipped.
+// Every test starts its own private Redis and nodes (some are killed). The nodes are the server
+// binary given by env SIGNALROOM_CLUSTER_BIN; without it these are skipped.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -7,7 +7,7 @@
 // (fixed in core/src/cluster/home.rs: a room no local socket is in or joining is not
 // sequenced).
 //
-// Skipped unless SIGNALROOM_CLUSTER_BIN (a `--features cluster` build) is set.
+// Skipped unless SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is set.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

@@ -5,7 +5,7 @@
 // node lists the rooms identically over REST; HTTP peers join and leave through any node,
 // and their leases run out at the room's owner.
 //
-// The nodes are a build with `--features cluster`, given by env SIGNALROOM_CLUSTER_BIN
+// The nodes are the server binary given by env SIGNALROOM_CLUSTER_BIN
 // (`cargo xtask test` sets it); without it these tests are skipped.
 
 import { test, before, after } from 'node:test';

@@ -2,8 +2,8 @@
 
 The binary comes from env SIGNALROOM_BIN (default <repo>/target/release/signalroom);
 SIGNALROOM_REFERENCE=/path/to/node-reference/server.js runs the Node reference server instead.
-With SIGNALROOM_TEST_CLUSTER=N the server is node 1 of N nodes of SIGNALROOM_CLUSTER_BIN (a
-`--features cluster` build) on a private Redis (SIGNALROOM_REDIS_BIN), as tests/lib/server.mjs
+With SIGNALROOM_TEST_CLUSTER=N the server is node 1 of N nodes of SIGNALROOM_CLUSTER_BIN
+(default: SIGNALROOM_BIN) on a private Redis (SIGNALROOM_REDIS_BIN), as tests/lib/server.mjs
 does for the Node suite.
 """
 
@@ -23,9 +23,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("SIGNALROOM_BIN", str(REPO / "target" / "release" / "signalroom"))
 START_TIMEOUT_S = 15
-CLUSTER_BIN = os.environ.get("SIGNALROOM_CLUSTER_BIN")
-REDIS_BIN = os.environ.get("SIGNALROOM_REDIS_BIN", "redis-server")
 TEST_CLUSTER = int(os.environ.get("SIGNALROOM_TEST_CLUSTER") or 0)
+CLUSTER_BIN = os.environ.get("SIGNALROOM_CLUSTER_BIN") or (BIN if TEST_CLUSTER else None)
+REDIS_BIN = os.environ.get("SIGNALROOM_REDIS_BIN", "redis-server")
 
 
 LISTENING = re.compile(r"^signalroom listening on http://127\.0\.0\.1:(\d+)$")
@@ -90,7 +90,7 @@ def cluster(n, flags=(), prefix="n"):
     """A private Redis and `n` nodes of SIGNALROOM_CLUSTER_BIN on it, each with `flags`;
     yields the nodes' `Running` handles (node ids `{prefix}1`, `{prefix}2`, ...)."""
     if not CLUSTER_BIN:
-        raise RuntimeError("SIGNALROOM_CLUSTER_BIN (a --features cluster build) is not set")
+        raise RuntimeError("SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is not set")
     with contextlib.ExitStack() as stack:
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="signalroom-redis-"))
         port = free_port()

@@ -4,7 +4,7 @@ Clients of the original guide's kind (python-socketio AsyncClient, the guide's e
 different nodes meet in one room, see the same lists in version order, relay `signal` to each
 other across nodes, and see a peer of another node leave; every node lists the room alike.
 
-The nodes are a `--features cluster` build given by env SIGNALROOM_CLUSTER_BIN (`cargo xtask
+The nodes are the server binary given by env SIGNALROOM_CLUSTER_BIN (`cargo xtask
 test` sets it); without it this module is skipped. Redis is SIGNALROOM_REDIS_BIN (or
 `redis-server` on PATH), started on a free port with no persistence: never the system service.
 """
@@ -24,7 +24,7 @@ CLUSTER_BIN = os.environ.get("SIGNALROOM_CLUSTER_BIN")
 TIMEOUT_S = 10
 
 pytestmark = pytest.mark.skipif(
-    not CLUSTER_BIN, reason="SIGNALROOM_CLUSTER_BIN (a --features cluster build) is not set"
+    not CLUSTER_BIN, reason="SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is not set"
 )
 
 

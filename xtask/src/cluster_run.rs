@@ -1,8 +1,6 @@
 //! `cargo xtask run --nodes N`: a cluster of N signalroom nodes on this machine, for a
-//! person to try cluster mode by hand. It builds the release server with the `cluster`
-//! feature and copies it to `target/signalroom-cluster-release`, then builds everything
-//! `cargo xtask run` builds (which puts the default server back in
-//! `target/release/signalroom`, so neither build ever stands in for the other); starts a
+//! person to try cluster mode by hand. It builds everything `cargo xtask run` builds
+//! (the release server has cluster mode); starts a
 //! private `redis-server` (127.0.0.1, a free port, no persistence, its own temporary
 //! directory: never the system service); then nodes `node1`..`nodeN` on ports 3001.. with
 //! the demo page, each line of their output prefixed with the node's name. A node that
@@ -13,7 +11,7 @@
 //! in order; and every child is killed when its handle is dropped, so an error or a panic
 //! leaves no process behind.
 
-use crate::setup::{self, root, run as sh};
+use crate::setup::{self, root};
 use anyhow::{Context, Result, bail};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -26,8 +24,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// Where the cluster build of the release server is kept, relative to the workspace.
-pub const CLUSTER_BIN: &str = "target/signalroom-cluster-release";
+/// The release server, relative to the workspace: every node runs it.
+pub const SERVER_BIN: &str = "target/release/signalroom";
 /// The first node's port; node `i` (from 1) listens on `FIRST_PORT + i - 1`.
 const FIRST_PORT: u16 = 3001;
 /// How long a node may take to stop on SIGTERM before it is killed.
@@ -38,7 +36,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// `cargo xtask run --nodes N [-- ARGS]`: builds, then serves N nodes until stopped.
 pub fn main(nodes: u8, args: &[String]) -> Result<()> {
     let root = root();
-    let bin = build(&root)?;
+    crate::build::all()?;
+    let bin = root.join(SERVER_BIN);
     let redis_bin = setup::redis()?;
     for port in ports(nodes) {
         TcpListener::bind(("0.0.0.0", port)).with_context(|| {
@@ -57,45 +56,6 @@ pub fn main(nodes: u8, args: &[String]) -> Result<()> {
 /// The nodes' ports.
 fn ports(nodes: u8) -> impl Iterator<Item = u16> {
     (0..u16::from(nodes)).map(|i| FIRST_PORT + i)
-}
-
-/// Builds the cluster server (kept at [`CLUSTER_BIN`]), then everything `run` builds.
-/// Returns the cluster server's path.
-pub fn build(root: &Path) -> Result<PathBuf> {
-    let bin = build_server(root)?;
-    crate::wasm::build()?;
-    Ok(bin)
-}
-
-/// Builds the release server with the `cluster` feature and keeps it at [`CLUSTER_BIN`],
-/// then the default release server again, so that `target/release/signalroom` is the one
-/// without the feature (cargo puts a fresh build's binary back in place). Returns the
-/// cluster server's path.
-pub fn build_server(root: &Path) -> Result<PathBuf> {
-    sh(
-        root,
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "-p",
-            "signalroom-server",
-            "--features",
-            "cluster",
-        ],
-    )?;
-    let bin = root.join(CLUSTER_BIN);
-    // Through a new file and a rename: a node of an earlier run may still be using it.
-    let tmp = root.join(format!("{CLUSTER_BIN}.tmp"));
-    std::fs::copy(root.join("target/release/signalroom"), &tmp)
-        .context("cannot copy the cluster build of signalroom")?;
-    std::fs::rename(&tmp, &bin).with_context(|| format!("cannot write {}", bin.display()))?;
-    sh(
-        root,
-        "cargo",
-        &["build", "--release", "-p", "signalroom-server"],
-    )?;
-    Ok(bin)
 }
 
 /// Starts Redis and the nodes, then waits for a signal or for every node to exit.

@@ -19,34 +19,29 @@ pub fn all() -> Result<()> {
     setup::nftables()?;
     let redis = setup::redis()?;
 
-    run(&root, "cargo", &["test", "--workspace"])?;
-    // Cluster mode is unfinished and off by default (docs/cluster.md): its
-    // foundation is tested against a private redis-server.
+    // Cluster mode's own tests (server/tests/cluster.rs) start private Redis
+    // instances of this redis-server.
     let redis_bin = redis.to_str().context("redis path is not UTF-8")?;
     run_env(
+        &root,
+        "cargo",
+        &["test", "--workspace"],
+        &[("SIGNALROOM_REDIS_BIN", redis_bin)],
+    )?;
+    // The one-node build without Redis (`--no-default-features`) still builds
+    // and refuses `--redis-url` (server/tests/process.rs).
+    run(
         &root,
         "cargo",
         &[
             "test",
             "-p",
             "signalroom-server",
-            "--features",
-            "cluster",
+            "--no-default-features",
             "--test",
-            "cluster",
+            "process",
         ],
-        &[("SIGNALROOM_REDIS_BIN", redis_bin)],
     )?;
-    // That run built the binary with the feature: keep a copy for the Node
-    // cluster tests (`tests/node/cluster_*.test.mjs`), before another build
-    // of the default binary replaces it.
-    let cluster_bin = root.join("target/signalroom-cluster");
-    std::fs::copy(root.join("target/debug/signalroom"), &cluster_bin)
-        .context("cannot copy the cluster build of signalroom")?;
-    let cluster_bin = cluster_bin
-        .to_str()
-        .context("repo path is not UTF-8")?
-        .to_owned();
     // The core must stay sans-I/O: prove it builds for the browser.
     run(
         &root,
@@ -82,16 +77,16 @@ pub fn all() -> Result<()> {
 
     let bin = root.join("target/release/signalroom");
     let bin = bin.to_str().context("repo path is not UTF-8")?;
-    // The cluster tests (tests/node/cluster_*, tests/python/test_cluster.py) run the
-    // cluster build kept above.
+    // The cluster tests (tests/node/cluster_*, tests/python/test_cluster.py) run
+    // nodes of the same binary.
     let env = [
         ("SIGNALROOM_BIN", bin),
         ("SIGNALROOM_REDIS_BIN", redis_bin),
-        ("SIGNALROOM_CLUSTER_BIN", cluster_bin.as_str()),
+        ("SIGNALROOM_CLUSTER_BIN", bin),
     ];
     run_env(&root, "node", &["--test", "tests/node/"], &env)?;
     // Cluster mode must pass what one node passes (issue 7): the protocol suite
-    // again, each server a private Redis and three nodes of the cluster build,
+    // again, each server a private Redis and three nodes of the server binary,
     // every client on node 1 (tests/lib/cluster.mjs).
     let files = cluster_suite(&root)?;
     let mut args = vec!["--test"];

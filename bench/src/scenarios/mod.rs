@@ -11,7 +11,7 @@ mod storm;
 pub use churn::churn;
 pub use idle::idle;
 pub use rest::rest;
-pub use signal::signal;
+pub use signal::{SignalLoad, signal};
 pub use storm::storm;
 use storm::{storm_phase, storm_report};
 

@@ -1,21 +1,40 @@
-//! Signal relay: pairs keep `signal` messages in flight; messages/s and one-way latency.
+//! Signal relay: pairs exchange `signal` messages; messages/s and one-way latency.
+//! Closed loop (each side keeps `window` signals in flight: the most the server relays)
+//! or open loop (`rate`: every side sends on a fixed schedule whatever comes back, and
+//! latency counts from the scheduled time, so a server that falls behind shows it).
 
 use super::*;
 
-/// Scenario 3: signal relay between `pairs` pairs (one room each), each side keeping
-/// `window` signals in flight, for `secs`.
-pub async fn signal(
-    t: &Target,
-    label: &str,
-    pairs: usize,
-    window: usize,
-    pad: usize,
-    secs: f64,
-    timeout: Duration,
-) -> Result<Value> {
+/// What the signal scenario offers.
+pub struct SignalLoad {
+    /// Pairs of peers, one room each.
+    pub pairs: usize,
+    /// Closed loop: signals in flight per side.
+    pub window: usize,
+    /// Bytes of padding in each signal's data.
+    pub pad: usize,
+    /// Seconds of sending.
+    pub secs: f64,
+    /// Open loop: messages/s offered by all sides together; 0 for the closed loop.
+    pub rate: f64,
+}
+
+/// Scenario 3: signal relay between `load.pairs` pairs (one room each) for `load.secs`.
+pub async fn signal(t: &Target, label: &str, load: SignalLoad, timeout: Duration) -> Result<Value> {
+    let SignalLoad {
+        pairs,
+        window,
+        pad,
+        secs,
+        rate,
+    } = load;
     let mut out = base("signal", label);
     out.insert("pairs".into(), json!(pairs));
-    out.insert("window".into(), json!(window));
+    if rate > 0.0 {
+        out.insert("offered_per_s".into(), json!(rate));
+    } else {
+        out.insert("window".into(), json!(window));
+    }
     out.insert("pad_bytes".into(), json!(pad));
     let (conns, _) = connect_all(t, pairs * 2, pairs).await?;
     let layout = Layout {
@@ -45,8 +64,12 @@ pub async fn signal(
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopping = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
+    let senders = conns.len();
+    // Open loop: each side's period, and its offset so the sides do not send in step.
+    let period = (rate > 0.0).then(|| Duration::from_secs_f64(senders as f64 / rate));
     for (i, mut conn) in conns.into_iter().enumerate() {
         let to = if i < pairs { "p1" } else { "p0" };
+        let offset = period.map(|p| p.mul_f64(i as f64 / senders as f64));
         let frame_head = format!(r#"42["signal",{{"to":"{to}","data":{{"pad":"{padding}","t":"#);
         let mut go_rx = go_rx.clone();
         let mut stop_rx = stop_rx.clone();
@@ -58,17 +81,33 @@ pub async fn signal(
             if go_rx.wait_for(|g| *g).await.is_err() {
                 return (lat, errors, first_error, conn);
             }
-            let make = |clock: Instant| format!("{frame_head}{}}}}}]", clock.elapsed().as_micros());
-            for _ in 0..window {
-                if conn.send_raw(make(clock)).await.is_err() {
-                    errors += 1;
+            let stamped = |at: Duration| format!("{frame_head}{}}}}}]", at.as_micros());
+            let make = |clock: Instant| stamped(clock.elapsed());
+            // Open loop: the next scheduled send (from `clock`), if any.
+            let mut due = offset.map(|o| clock.elapsed() + o);
+            if due.is_none() {
+                for _ in 0..window {
+                    if conn.send_raw(make(clock)).await.is_err() {
+                        errors += 1;
+                    }
                 }
             }
             for _ in 0..100_000_000u64 {
+                let sending = due.filter(|_| !stopping.load(Ordering::Relaxed));
                 let frame = tokio::select! {
                     biased;
                     _ = stop_rx.changed() => break,
+                    // Frames first: a late sender must not starve its own reading.
                     f = conn.next_frame() => f,
+                    _ = tokio::time::sleep_until((clock + sending.unwrap_or_default()).into()), if sending.is_some() => {
+                        let (Some(at), Some(p)) = (sending, period) else { continue };
+                        if conn.send_raw(stamped(at)).await.is_err() {
+                            errors += 1;
+                            break;
+                        }
+                        due = Some(at + p);
+                        continue;
+                    }
                 };
                 let Ok(Some(frame)) = frame else {
                     errors += 1;
@@ -85,6 +124,9 @@ pub async fn signal(
                         if let Some(sent) = num_field(body, "t") {
                             let now = clock.elapsed().as_micros() as u64;
                             lat.push(Duration::from_micros(now.saturating_sub(sent)));
+                        }
+                        if period.is_some() {
+                            continue;
                         }
                         if conn.send_raw(make(clock)).await.is_err() {
                             errors += 1;

@@ -46,6 +46,10 @@ pub(super) struct Args {
     pub(super) window: usize,
     #[arg(long, default_value_t = 5.0)]
     pub(super) signal_secs: f64,
+    /// Paced signal relay (`signal_paced`): messages/s offered by the `pairs` pairs
+    /// together, each side on a fixed schedule, for `signal_secs`.
+    #[arg(long, default_value_t = 20_000.0)]
+    pub(super) signal_rate: f64,
     /// Keep-alive HTTP clients polling `GET /api/webrtc/rooms` during the REST storm.
     #[arg(long, default_value_t = 4)]
     pub(super) http_conns: usize,
@@ -84,6 +88,7 @@ impl Args {
         self.pairs = 2;
         self.window = 1;
         self.signal_secs = 0.5;
+        self.signal_rate = 200.0;
         self.http_conns = 2;
         self.runs = 1;
         self
@@ -198,6 +203,19 @@ pub(super) fn cases(a: &Args) -> Vec<Case> {
                 vec![n(a.pairs)],
                 s(&["--window"]),
                 vec![n(a.window)],
+                s(&["--secs"]),
+                vec![f(a.signal_secs)],
+            ]
+            .concat(),
+        },
+        Case {
+            id: "signal_paced",
+            node: false,
+            args: [
+                s(&["signal", "--pairs"]),
+                vec![n(a.pairs)],
+                s(&["--rate"]),
+                vec![f(a.signal_rate)],
                 s(&["--secs"]),
                 vec![f(a.signal_secs)],
             ]

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The scenarios a cluster runs.
-pub(super) const CASES: [&str; 7] = [
+pub(super) const CASES: [&str; 8] = [
     "storm_full",
     "storm_parse",
     "storm_delta",
@@ -25,10 +25,11 @@ pub(super) const CASES: [&str; 7] = [
     "storm_big_delta",
     "churn",
     "signal",
+    "signal_paced",
 ];
 
 /// The figures of the cluster table: (scenario, field, what).
-const ROWS: [(&str, &str, &str); 12] = [
+const ROWS: [(&str, &str, &str); 16] = [
     ("storm_full", "joins_per_s", "storm full: joins/s"),
     ("storm_full", "join_p99_ms", "storm full: p99 join ms"),
     ("storm_full", "convergence_ms", "storm full: convergence ms"),
@@ -47,8 +48,16 @@ const ROWS: [(&str, &str, &str); 12] = [
     ("storm_big_delta", "joins_per_s", "big storm delta: joins/s"),
     ("churn", "ops_per_s", "churn: leave+join ops/s"),
     ("churn", "op_p99_ms", "churn: p99 op ms"),
+    ("churn", "join_p50_ms", "churn: p50 join ms"),
+    ("churn", "join_p99_ms", "churn: p99 join ms"),
     ("signal", "messages_per_s", "signal relay: messages/s"),
     ("signal", "latency_p99_ms", "signal relay: p99 latency ms"),
+    ("signal_paced", "messages_per_s", "paced signal: messages/s"),
+    (
+        "signal_paced",
+        "latency_p99_ms",
+        "paced signal: p99 latency ms",
+    ),
 ];
 
 /// A running cluster: its nodes (killed on drop) and its Redis.

@@ -83,12 +83,8 @@ pub fn main(raw: &[String]) -> Result<()> {
     }
     let cluster_bins = match args.cluster {
         Some(_) => {
-            // After the default build above: this one puts the default server back too.
-            let bin = if args.no_build {
-                root.join(crate::cluster_run::CLUSTER_BIN)
-            } else {
-                crate::cluster_run::build_server(&root)?
-            };
+            // The release server built above has cluster mode.
+            let bin = root.join(crate::cluster_run::SERVER_BIN);
             servers.push(Server::Cluster);
             Some((bin, crate::setup::redis()?))
         }

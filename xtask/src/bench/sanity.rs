@@ -46,7 +46,7 @@ pub(super) fn check_sane(results: &Results) -> Result<()> {
                         "join_p50_ms",
                     ],
                     "churn" => &["ops", "messages"],
-                    "signal" => &["messages", "messages_per_s"],
+                    "signal" | "signal_paced" => &["messages", "messages_per_s"],
                     "rest" => &["rest_requests", "joins_per_s"],
                     "idle" => &["connections"],
                     _ => &[],

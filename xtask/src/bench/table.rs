@@ -147,6 +147,8 @@ pub(super) const ROWS: &[(&str, &str, &str)] = &[
     ("signal", "messages_per_s", "signal relay: messages/s"),
     ("signal", "latency_p50_ms", "signal relay: p50 ms"),
     ("signal", "latency_p99_ms", "signal relay: p99 ms"),
+    ("signal_paced", "messages_per_s", "paced signal: messages/s"),
+    ("signal_paced", "latency_p99_ms", "paced signal: p99 ms"),
     ("rest", "rest_per_s", "REST during storm: GET rooms/s"),
     ("rest", "rest_p99_ms", "REST during storm: p99 ms"),
     (
