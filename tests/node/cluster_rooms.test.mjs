@@ -10,7 +10,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { getJson, postJson, uniq, ids, request } from '../lib/server.mjs';
+import { getJson, postJson, uniq, ids, request, parseMetrics, withTimeout } from '../lib/server.mjs';
 import { startCluster, CLUSTER_SKIP } from '../lib/cluster.mjs';
 
 const skip = CLUSTER_SKIP;
@@ -229,6 +229,40 @@ test('every node lists the rooms identically over REST', { skip }, async () => {
   };
   assert.ok(await metric(cluster.nodes[0], 'signalroom_cluster_rooms_owned') >= 1);
   assert.ok(await metric(cluster.nodes[1], 'signalroom_cluster_commands_forwarded_total') >= 1);
+});
+
+test('/metrics: a room, its peers, its joins and leaves are counted by its owner alone', { skip }, async () => {
+  const room = uniq('counted');
+  const read = () => Promise.all(cluster.nodes.map(async (n) => parseMetrics((await request(n.url, '/metrics')).text)));
+  const before = await read();
+  const delta = (now, name) => now.map((m, i) => (m.get(name) ?? 0) - (before[i].get(name) ?? 0));
+  // The owner counts once its commit returned, which may be just after the members heard of
+  // it: polled (bounded) until the owner's figures are there, then all compared.
+  const settled = (name, want) => withTimeout((async () => {
+    for (;;) {
+      const now = await read();
+      if (delta(now, name)[2] === want[2]) return now;
+      await new Promise((resolve) => { setTimeout(resolve, 20); });
+    }
+  })(), 5000, `${name} on the owner`);
+  const c = await on(2);
+  await c.join(room, 'c'); // n3 owns the room
+  const a = await on(0);
+  await a.join(room, 'a');
+  const b = await on(1);
+  await b.join(room, 'b');
+  let now = await settled('signalroom_joins_total', [0, 0, 3]);
+  assert.deepEqual(delta(now, 'signalroom_joins_total'), [0, 0, 3]);
+  assert.deepEqual(delta(now, 'signalroom_rooms'), [0, 0, 1]);
+  assert.deepEqual(delta(now, 'signalroom_peers'), [0, 0, 3]);
+  // Connections are each node's own.
+  assert.deepEqual(delta(now, 'signalroom_connections'), [1, 1, 1]);
+  b.close();
+  await c.next('peer_list_updated', (p) => p.room_name === room && p.version === 4);
+  now = await settled('signalroom_leaves_total', [0, 0, 1]);
+  assert.deepEqual(delta(now, 'signalroom_leaves_total'), [0, 0, 1]);
+  assert.deepEqual(delta(now, 'signalroom_peers'), [0, 0, 2]);
+  assert.deepEqual(delta(now, 'signalroom_rooms'), [0, 0, 1]);
 });
 
 test('HTTP peers join and leave through any node; every member hears of it', { skip }, async () => {
