@@ -322,6 +322,9 @@ async fn render_metrics(State(api): State<Api>) -> Response {
             inner.registry.peer_count(),
         )
     };
+    // In cluster mode the local registry is empty: the rooms this node owns.
+    #[cfg(feature = "cluster")]
+    let (rooms, peers) = api.hub.cluster.get().map_or((rooms, peers), |c| c.owned());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics::render(connections, rooms, peers),

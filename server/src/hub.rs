@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::value::{RawValue, to_raw_value};
 use signalroom_core::protocol::Payload;
-use signalroom_core::{ChangeKind, ClientEvent, Delivery, Registry, Reply, Timestamp};
+use signalroom_core::{ClientEvent, Delivery, Registry, Reply, Timestamp};
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
@@ -272,14 +272,7 @@ impl Inner {
         if changes.is_empty() {
             return;
         }
-        for change in &changes {
-            match change.kind {
-                ChangeKind::PeerJoined(_) => metrics::joined(),
-                ChangeKind::PeerLeft { .. } => metrics::left(),
-                ChangeKind::RoomStarted | ChangeKind::PeerUpdated(_) | ChangeKind::RoomFinished => {
-                }
-            }
-        }
+        metrics::changes(&changes);
         if let Some(webhooks) = &self.webhooks {
             webhooks.send(&changes, now());
         }

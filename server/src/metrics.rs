@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use signalroom_core::ErrorCode;
+use signalroom_core::{ChangeKind, ErrorCode, RoomChange};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -78,6 +78,18 @@ pub fn origin_refused() {
 /// Connections dropped because their queue was full.
 pub fn dropped(count: usize) {
     counter!("signalroom_queue_full_total").increment(count as u64);
+}
+
+/// Counts what a room's changes did: joins and leaves that really happened,
+/// never a renewal, an identical rejoin or a rename.
+pub fn changes(changes: &[RoomChange]) {
+    for change in changes {
+        match change.kind {
+            ChangeKind::PeerJoined(_) => joined(),
+            ChangeKind::PeerLeft { .. } => left(),
+            ChangeKind::RoomStarted | ChangeKind::PeerUpdated(_) | ChangeKind::RoomFinished => {}
+        }
+    }
 }
 
 /// The Prometheus text, with the gauges set to the hub's current counts.

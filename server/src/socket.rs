@@ -84,7 +84,10 @@ impl FromMessage<LocalAdapter> for Handled {
         if verdict != Verdict::Allow {
             // Refused without looking at the payload: nothing changes.
             let reply = Reply::refused(event, &Error::RateLimited);
-            hub.lock().refuse(&socket, ack, &reply).close();
+            // The lock is released before closing: a socket whose DISCONNECT
+            // can be queued runs its disconnect handler at once, which locks the hub.
+            let closing = hub.lock().refuse(&socket, ack, &reply);
+            closing.close();
             if verdict == Verdict::Disconnect {
                 socket.disconnect().ok();
             }

@@ -11,34 +11,12 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, getJson, uniq, ids, withTimeout } from '../lib/server.mjs';
-import { startRedis } from '../lib/redis.mjs';
+import { getJson, uniq, ids, withTimeout } from '../lib/server.mjs';
+import { startCluster, CLUSTER_SKIP } from '../lib/cluster.mjs';
 
-const BIN = process.env.SIGNALROOM_CLUSTER_BIN;
-const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is not set';
+const skip = CLUSTER_SKIP;
 /** The contract's bound for a dead node's peers to be removed. */
 const DEAD_NODE_MS = 10000;
-
-/** A private Redis, `n` nodes on it, and a cleanup for both and every client made. */
-async function cluster(n) {
-  const redis = await startRedis();
-  const nodes = await Promise.all([...Array(n).keys()].map((i) => startServer(
-    ['--redis-url', redis.url, '--node-id', `n${i + 1}`],
-    { bin: BIN },
-  )));
-  const clients = [];
-  const on = async (i) => {
-    const c = await connect(nodes[i].url);
-    clients.push(c);
-    return c;
-  };
-  const cleanup = async () => {
-    for (const c of clients) c.close();
-    await Promise.all(nodes.map((x) => x.stop()));
-    await redis.stop();
-  };
-  return { redis, nodes, on, cleanup };
-}
 
 /** Kills a node's process outright and waits for it to be gone. */
 async function kill(node) {
@@ -47,7 +25,7 @@ async function kill(node) {
 }
 
 test('a killed node\'s peers leave within 10 s, each its own version', { skip }, async () => {
-  const { nodes, on, cleanup } = await cluster(3);
+  const { nodes, on, cleanup } = await startCluster(3);
   try {
     const room = uniq('dead');
     const a = await on(0); // the first joiner's node owns the room
@@ -73,7 +51,7 @@ test('a killed node\'s peers leave within 10 s, each its own version', { skip },
 });
 
 test('a killed owner\'s room is taken over: its peers leave within 10 s and the room goes on', { skip }, async () => {
-  const { nodes, on, cleanup } = await cluster(3);
+  const { nodes, on, cleanup } = await startCluster(3);
   try {
     const room = uniq('owner');
     const a = await on(0); // n1 owns the room
@@ -99,7 +77,7 @@ test('a killed owner\'s room is taken over: its peers leave within 10 s and the 
 });
 
 test('nodes that stop (SIGTERM): their peers leave, the rooms go on elsewhere', { skip }, async () => {
-  const { nodes, on, cleanup } = await cluster(3);
+  const { nodes, on, cleanup } = await startCluster(3);
   try {
     const room = uniq('term');
     const a = await on(0); // n1 owns the room
@@ -127,7 +105,7 @@ test('nodes that stop (SIGTERM): their peers leave, the rooms go on elsewhere', 
 });
 
 test('while Redis hangs a join answers unavailable and changes nothing', { skip }, async () => {
-  const { redis, nodes, on, cleanup } = await cluster(2);
+  const { redis, nodes, on, cleanup } = await startCluster(2);
   try {
     const room = uniq('frozen');
     const a = await on(0);
@@ -158,7 +136,7 @@ test('while Redis hangs a join answers unavailable and changes nothing', { skip 
 });
 
 test('Redis restarted empty: the rooms are listed again within 10 s and go on', { skip }, async () => {
-  const { redis, nodes, on, cleanup } = await cluster(2);
+  const { redis, nodes, on, cleanup } = await startCluster(2);
   try {
     const room = uniq('empty');
     const a = await on(0); // n1 owns the room
@@ -189,7 +167,7 @@ test('Redis restarted empty: the rooms are listed again within 10 s and go on', 
 });
 
 test('Redis restarted empty: no node claims a room before its owner writes it back', { skip }, async () => {
-  const { redis, nodes, on, cleanup } = await cluster(2);
+  const { redis, nodes, on, cleanup } = await startCluster(2);
   try {
     const room = uniq('early');
     const a = await on(0); // n1 owns the room
@@ -233,7 +211,7 @@ test('Redis restarted empty: no node claims a room before its owner writes it ba
 });
 
 test('a disconnect while Redis is down is applied when it returns', { skip }, async () => {
-  const { redis, nodes, on, cleanup } = await cluster(2);
+  const { redis, nodes, on, cleanup } = await startCluster(2);
   try {
     const room = uniq('gone');
     const a = await on(0); // n1 owns the room

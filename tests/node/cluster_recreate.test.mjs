@@ -11,43 +11,27 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, getJson, uniq, ids, withTimeout } from '../lib/server.mjs';
-import { startRedis } from '../lib/redis.mjs';
+import { getJson, uniq, ids, withTimeout } from '../lib/server.mjs';
+import { startCluster, CLUSTER_SKIP } from '../lib/cluster.mjs';
 
-const BIN = process.env.SIGNALROOM_CLUSTER_BIN;
-const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is not set';
+const skip = CLUSTER_SKIP;
 
-let redis;
-let nodes = [];
-const clients = [];
+let cluster;
 
 before(async () => {
-  if (skip) return;
-  redis = await startRedis();
-  nodes = await Promise.all(['n1', 'n2'].map((id) => startServer(
-    ['--redis-url', redis.url, '--node-id', id],
-    { bin: BIN },
-  )));
+  if (!skip) cluster = await startCluster(2, []);
 });
 
-after(async () => {
-  for (const c of clients) c.close();
-  await Promise.all(nodes.map((n) => n.stop()));
-  if (redis) await redis.stop();
-});
+after(async () => { await cluster?.cleanup(); });
 
 /** A client connected to node `i` (0, 1). */
-async function on(i) {
-  const c = await connect(nodes[i].url);
-  clients.push(c);
-  return c;
-}
+const on = (i) => cluster.on(i);
 
 /** Waits until no node lists `room` any more. */
 async function gone(room) {
   await withTimeout((async () => {
     for (;;) {
-      const r = await getJson(nodes[0].url, '/api/webrtc/rooms');
+      const r = await getJson(cluster.nodes[0].url, '/api/webrtc/rooms');
       if (r.status === 200 && !(room in r.body)) return;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

@@ -10,40 +10,24 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, getJson, postJson, uniq, ids, request } from '../lib/server.mjs';
-import { startRedis } from '../lib/redis.mjs';
+import { getJson, postJson, uniq, ids, request, parseMetrics, withTimeout } from '../lib/server.mjs';
+import { startCluster, CLUSTER_SKIP } from '../lib/cluster.mjs';
 
-const BIN = process.env.SIGNALROOM_CLUSTER_BIN;
-const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is not set';
+const skip = CLUSTER_SKIP;
 
 /** The HTTP peers' lease, seconds. */
 const HTTP_TTL_S = 3;
 
-let redis;
-let nodes = [];
-const clients = [];
+let cluster;
 
 before(async () => {
-  if (skip) return;
-  redis = await startRedis();
-  nodes = await Promise.all(['n1', 'n2', 'n3'].map((id) => startServer(
-    ['--redis-url', redis.url, '--node-id', id, '--max-peers', '4', '--http-peer-ttl', String(HTTP_TTL_S)],
-    { bin: BIN },
-  )));
+  if (!skip) cluster = await startCluster(3, ['--max-peers', '4', '--http-peer-ttl', String(HTTP_TTL_S)]);
 });
 
-after(async () => {
-  for (const c of clients) c.close();
-  await Promise.all(nodes.map((n) => n.stop()));
-  if (redis) await redis.stop();
-});
+after(async () => { await cluster?.cleanup(); });
 
 /** A client connected to node `i` (0, 1, 2). */
-async function on(i) {
-  const c = await connect(nodes[i].url);
-  clients.push(c);
-  return c;
-}
+const on = (i) => cluster.on(i);
 
 /** Every peer_list_updated of `room` received so far by `c`, consumed. */
 function updates(c, room) {
@@ -273,7 +257,7 @@ test('a member joining a room owned by another node leaves its old room there', 
   await o.ack('leave_room', {});
   await x.barrier();
   assert.deepEqual(x.drain('peer_list_updated').filter((e) => e.payload.room_name === roomA), []);
-  const a = await getJson(nodes[2].url, `/api/webrtc/rooms/${roomA}`);
+  const a = await getJson(cluster.nodes[2].url, `/api/webrtc/rooms/${roomA}`);
   assert.equal(a.status, 404);
 });
 
@@ -282,7 +266,7 @@ test('every node lists the rooms identically over REST', { skip }, async () => {
   const [a, b] = await Promise.all([on(0), on(1)]);
   await a.join(room, 'a');
   await b.join(room, 'b');
-  const bodies = await Promise.all(nodes.map((n) => request(n.url, '/api/webrtc/rooms')));
+  const bodies = await Promise.all(cluster.nodes.map((n) => request(n.url, '/api/webrtc/rooms')));
   for (const r of bodies) assert.equal(r.status, 200);
   assert.equal(bodies[1].text, bodies[0].text);
   assert.equal(bodies[2].text, bodies[0].text);
@@ -290,10 +274,10 @@ test('every node lists the rooms identically over REST', { skip }, async () => {
   assert.equal(info.peer_count, 2);
   assert.equal(info.version, 2);
   assert.deepEqual(ids(info.peers), ['a', 'b']);
-  const one = await Promise.all(nodes.map((n) => request(n.url, `/api/webrtc/rooms/${room}`)));
+  const one = await Promise.all(cluster.nodes.map((n) => request(n.url, `/api/webrtc/rooms/${room}`)));
   for (const r of one) assert.equal(r.text, one[0].text);
   assert.deepEqual(one[2].json, info);
-  const missing = await getJson(nodes[2].url, `/api/webrtc/rooms/${uniq('none')}`);
+  const missing = await getJson(cluster.nodes[2].url, `/api/webrtc/rooms/${uniq('none')}`);
   assert.equal(missing.status, 404);
   // n1 owns the room (a joined first, through it); n2 forwarded b's join to it.
   const metric = async (node, name) => {
@@ -302,28 +286,62 @@ test('every node lists the rooms identically over REST', { skip }, async () => {
     assert.ok(line, `${name} in /metrics`);
     return Number(line.split(' ')[1]);
   };
-  assert.ok(await metric(nodes[0], 'signalroom_cluster_rooms_owned') >= 1);
-  assert.ok(await metric(nodes[1], 'signalroom_cluster_commands_forwarded_total') >= 1);
+  assert.ok(await metric(cluster.nodes[0], 'signalroom_cluster_rooms_owned') >= 1);
+  assert.ok(await metric(cluster.nodes[1], 'signalroom_cluster_commands_forwarded_total') >= 1);
+});
+
+test('/metrics: a room, its peers, its joins and leaves are counted by its owner alone', { skip }, async () => {
+  const room = uniq('counted');
+  const read = () => Promise.all(cluster.nodes.map(async (n) => parseMetrics((await request(n.url, '/metrics')).text)));
+  const before = await read();
+  const delta = (now, name) => now.map((m, i) => (m.get(name) ?? 0) - (before[i].get(name) ?? 0));
+  // The owner counts once its commit returned, which may be just after the members heard of
+  // it: polled (bounded) until the owner's figures are there, then all compared.
+  const settled = (name, want) => withTimeout((async () => {
+    for (;;) {
+      const now = await read();
+      if (delta(now, name)[2] === want[2]) return now;
+      await new Promise((resolve) => { setTimeout(resolve, 20); });
+    }
+  })(), 5000, `${name} on the owner`);
+  const c = await on(2);
+  await c.join(room, 'c'); // n3 owns the room
+  const a = await on(0);
+  await a.join(room, 'a');
+  const b = await on(1);
+  await b.join(room, 'b');
+  let now = await settled('signalroom_joins_total', [0, 0, 3]);
+  assert.deepEqual(delta(now, 'signalroom_joins_total'), [0, 0, 3]);
+  assert.deepEqual(delta(now, 'signalroom_rooms'), [0, 0, 1]);
+  assert.deepEqual(delta(now, 'signalroom_peers'), [0, 0, 3]);
+  // Connections are each node's own.
+  assert.deepEqual(delta(now, 'signalroom_connections'), [1, 1, 1]);
+  b.close();
+  await c.next('peer_list_updated', (p) => p.room_name === room && p.version === 4);
+  now = await settled('signalroom_leaves_total', [0, 0, 1]);
+  assert.deepEqual(delta(now, 'signalroom_leaves_total'), [0, 0, 1]);
+  assert.deepEqual(delta(now, 'signalroom_peers'), [0, 0, 2]);
+  assert.deepEqual(delta(now, 'signalroom_rooms'), [0, 0, 1]);
 });
 
 test('HTTP peers join and leave through any node; every member hears of it', { skip }, async () => {
   const room = uniq('http');
   const a = await on(0);
   await a.join(room, 'a');
-  const joined = await postJson(nodes[2].url, `/api/webrtc/rooms/${room}/join`, { room_name: room, peer_id: 'h', username: 'H' });
+  const joined = await postJson(cluster.nodes[2].url, `/api/webrtc/rooms/${room}/join`, { room_name: room, peer_id: 'h', username: 'H' });
   assert.equal(joined.status, 200, joined.text);
   assert.equal(joined.json.peer_id, 'h');
   assert.deepEqual(ids((await a.next('peer_list_updated', (p) => p.version === 2)).peers), ['a', 'h']);
-  const listed = await getJson(nodes[1].url, `/api/webrtc/rooms/${room}`);
+  const listed = await getJson(cluster.nodes[1].url, `/api/webrtc/rooms/${room}`);
   assert.deepEqual(ids(listed.body.peers), ['a', 'h']);
-  const taken = await postJson(nodes[1].url, `/api/webrtc/rooms/${room}/join`, { room_name: room, peer_id: 'a', username: 'x' });
+  const taken = await postJson(cluster.nodes[1].url, `/api/webrtc/rooms/${room}/join`, { room_name: room, peer_id: 'a', username: 'x' });
   assert.equal(taken.status, 409);
   assert.equal(taken.json.code, 'peer_id_taken');
-  const removed = await request(nodes[1].url, `/api/webrtc/rooms/${room}/peers/h`, { method: 'DELETE' });
+  const removed = await request(cluster.nodes[1].url, `/api/webrtc/rooms/${room}/peers/h`, { method: 'DELETE' });
   assert.equal(removed.status, 204);
   const update = await a.next('peer_list_updated', (p) => p.version === 3);
   assert.deepEqual(ids(update.peers), ['a']);
-  const again = await request(nodes[0].url, `/api/webrtc/rooms/${room}/peers/h`, { method: 'DELETE' });
+  const again = await request(cluster.nodes[0].url, `/api/webrtc/rooms/${room}/peers/h`, { method: 'DELETE' });
   assert.equal(again.status, 404);
   assert.equal(again.json.code, 'peer_not_found');
 });
@@ -332,11 +350,11 @@ test('an HTTP peer joined through one node expires at the room\'s owner', { skip
   const room = uniq('lease');
   const a = await on(1);
   await a.join(room, 'a');
-  const joined = await postJson(nodes[0].url, `/api/webrtc/rooms/${room}/join`, { room_name: room, peer_id: 'h', username: 'H' });
+  const joined = await postJson(cluster.nodes[0].url, `/api/webrtc/rooms/${room}/join`, { room_name: room, peer_id: 'h', username: 'H' });
   assert.equal(joined.status, 200, joined.text);
   await a.next('peer_list_updated', (p) => p.version === 2);
   const expired = await a.next('peer_list_updated', (p) => p.version === 3, (HTTP_TTL_S + 3) * 1000);
   assert.deepEqual(ids(expired.peers), ['a']);
-  const listed = await getJson(nodes[2].url, `/api/webrtc/rooms/${room}`);
+  const listed = await getJson(cluster.nodes[2].url, `/api/webrtc/rooms/${room}`);
   assert.deepEqual(ids(listed.body.peers), ['a']);
 });

@@ -2,6 +2,9 @@
 
 The binary comes from env SIGNALROOM_BIN (default <repo>/target/release/signalroom);
 SIGNALROOM_REFERENCE=/path/to/node-reference/server.js runs the Node reference server instead.
+With SIGNALROOM_TEST_CLUSTER=N the server is node 1 of N nodes of SIGNALROOM_CLUSTER_BIN
+(default: SIGNALROOM_BIN) on a private Redis (SIGNALROOM_REDIS_BIN), as tests/lib/server.mjs
+does for the Node suite.
 """
 
 import contextlib
@@ -9,7 +12,9 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -18,6 +23,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("SIGNALROOM_BIN", str(REPO / "target" / "release" / "signalroom"))
 START_TIMEOUT_S = 15
+TEST_CLUSTER = int(os.environ.get("SIGNALROOM_TEST_CLUSTER") or 0)
+CLUSTER_BIN = os.environ.get("SIGNALROOM_CLUSTER_BIN") or (BIN if TEST_CLUSTER else None)
+REDIS_BIN = os.environ.get("SIGNALROOM_REDIS_BIN", "redis-server")
 
 
 LISTENING = re.compile(r"^signalroom listening on http://127\.0\.0\.1:(\d+)$")
@@ -71,9 +79,42 @@ class Running:
         self.url = None
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def cluster(n, flags=(), prefix="n"):
+    """A private Redis and `n` nodes of SIGNALROOM_CLUSTER_BIN on it, each with `flags`;
+    yields the nodes' `Running` handles (node ids `{prefix}1`, `{prefix}2`, ...)."""
+    if not CLUSTER_BIN:
+        raise RuntimeError("SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is not set")
+    with contextlib.ExitStack() as stack:
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="signalroom-redis-"))
+        port = free_port()
+        redis = [REDIS_BIN, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", workdir]
+        stack.enter_context(running(redis, re.compile(r"Ready to accept connections()")))
+        nodes = []
+        for i in range(1, n + 1):
+            cmd = [CLUSTER_BIN, "--host", "127.0.0.1", "--port", "0", *flags,
+                   "--redis-url", f"redis://127.0.0.1:{port}", "--node-id", f"{prefix}{i}"]
+            nodes.append(stack.enter_context(running(cmd, env={"PORT": "0", "HOST": "127.0.0.1"})))
+        yield nodes
+
+
 @pytest.fixture(scope="module")
 def server_url():
     reference = os.environ.get("SIGNALROOM_REFERENCE")
+    if TEST_CLUSTER and not reference:
+        # Every client of the module on node 1 (the issue's "every client on one node").
+        with cluster(TEST_CLUSTER) as nodes:
+            yield nodes[0].url
+        for node in nodes:
+            assert node.proc.returncode == 0, f"a node exited with {node.proc.returncode} on SIGTERM"
+        return
     if reference:
         cmd, pattern = ["node", reference], re.compile(r"http://127\.0\.0\.1:(\d+)")
     else:

@@ -10,50 +10,29 @@ test` sets it); without it this module is skipped. Redis is SIGNALROOM_REDIS_BIN
 """
 
 import asyncio
-import contextlib
 import json
 import os
-import re
-import socket
-import tempfile
 import urllib.request
 import uuid
 
 import pytest
 import socketio
 
-from conftest import running
+from conftest import cluster
 
 CLUSTER_BIN = os.environ.get("SIGNALROOM_CLUSTER_BIN")
-REDIS_BIN = os.environ.get("SIGNALROOM_REDIS_BIN", "redis-server")
 TIMEOUT_S = 10
 
 pytestmark = pytest.mark.skipif(
-    not CLUSTER_BIN, reason="SIGNALROOM_CLUSTER_BIN (a --features cluster build) is not set"
+    not CLUSTER_BIN, reason="SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is not set"
 )
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def nodes():
     """The URLs of three nodes sharing one private Redis."""
-    with contextlib.ExitStack() as stack:
-        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="signalroom-redis-"))
-        port = free_port()
-        redis = [REDIS_BIN, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", workdir]
-        stack.enter_context(running(redis, re.compile(r"Ready to accept connections()")))
-        urls = []
-        for i in (1, 2, 3):
-            cmd = [CLUSTER_BIN, "--host", "127.0.0.1", "--port", "0",
-                   "--redis-url", f"redis://127.0.0.1:{port}", "--node-id", f"py{i}"]
-            urls.append(stack.enter_context(running(cmd)).url)
-        yield urls
+    with cluster(3, prefix="py") as running_nodes:
+        yield [n.url for n in running_nodes]
 
 
 class Peer:

@@ -85,10 +85,55 @@ pub fn all() -> Result<()> {
         ("SIGNALROOM_CLUSTER_BIN", bin),
     ];
     run_env(&root, "node", &["--test", "tests/node/"], &env)?;
+    // Cluster mode must pass what one node passes (issue 7): the protocol suite
+    // again, each server a private Redis and three nodes of the server binary,
+    // every client on node 1 (tests/lib/cluster.mjs).
+    let files = cluster_suite(&root)?;
+    let mut args = vec!["--test"];
+    args.extend(files.iter().map(String::as_str));
+    let mut cluster_env = env.to_vec();
+    cluster_env.push(("SIGNALROOM_TEST_CLUSTER", "3"));
+    run_env(&root, "node", &args, &cluster_env)?;
     let python = python.to_str().context("venv path is not UTF-8")?;
     run_env(&root, python, &["-m", "pytest", "-q", "tests/python"], &env)?;
+    // The guide's Python client (and the REST refusals) on node 1 of three too
+    // (tests/python/conftest.py); test_cluster starts its own nodes.
+    let py_cluster = [
+        "-m",
+        "pytest",
+        "-q",
+        "tests/python/test_guide_client.py",
+        "tests/python/test_refusal_drain.py",
+        "tests/python/test_access.py",
+    ];
+    run_env(&root, python, &py_cluster, &cluster_env)?;
     // The browser library: its bindings in headless Chromium, then the Playwright suite.
     crate::wasm::test_wasm()?;
     crate::wasm::test_browser()?;
     Ok(())
+}
+
+/// Node test files that the cluster-mode run leaves out: the cluster tests
+/// (they start their own nodes, and ran already) and the Redis harness's own
+/// test (no signalroom server).
+const NOT_IN_CLUSTER_RUN: &[&str] = &[
+    "cluster_access.test.mjs",
+    "cluster_failures.test.mjs",
+    "cluster_recreate.test.mjs",
+    "cluster_rooms.test.mjs",
+    "redis_harness.test.mjs",
+];
+
+/// The `tests/node/*.test.mjs` files the cluster-mode run takes, sorted.
+fn cluster_suite(root: &std::path::Path) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(root.join("tests/node")).context("cannot list tests/node")? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".test.mjs") && !NOT_IN_CLUSTER_RUN.contains(&name) {
+            files.push(format!("tests/node/{name}"));
+        }
+    }
+    files.sort();
+    Ok(files)
 }

@@ -453,6 +453,22 @@ impl Home {
     /// joining, are told (the registry's disconnect is a no-op where it is
     /// not a member).
     pub fn disconnect(&mut self, sid: &str, deadline: u64) -> Vec<Action> {
+        self.close(sid, deadline, |sid| CommandKind::Disconnect { sid })
+    }
+
+    /// Socket `sid` is dropped by this node because it could not keep up:
+    /// as [`Home::disconnect`], but it leaves its room with the reason
+    /// `dropped`, as on one node.
+    pub fn dropped(&mut self, sid: &str, deadline: u64) -> Vec<Action> {
+        self.close(sid, deadline, |sid| CommandKind::Dropped { sid })
+    }
+
+    fn close(
+        &mut self,
+        sid: &str,
+        deadline: u64,
+        departure: fn(String) -> CommandKind,
+    ) -> Vec<Action> {
         let Some(local) = self.sockets.remove(sid) else {
             return Vec::new();
         };
@@ -470,9 +486,7 @@ impl Home {
         }
         let mut out = Vec::new();
         for room in rooms {
-            let kind = CommandKind::Disconnect {
-                sid: sid.to_owned(),
-            };
+            let kind = departure(sid.to_owned());
             out.push(Action::Send(self.command(room.clone(), deadline, kind)));
             self.release(&room);
         }

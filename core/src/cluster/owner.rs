@@ -51,9 +51,11 @@ pub struct Step {
     pub batches: Vec<(String, Batch)>,
     /// The room before the step, for [`Owner::rollback`].
     pub before: Option<RoomSnapshot<ConnId>>,
-    /// The room's changes, oldest first: once the step is committed, what
-    /// its webhooks say (`crate::webhook`), exactly as one node's registry
-    /// records them; none for a step that is not committed.
+    /// The room's changes, oldest first (the registry's records): once the
+    /// step is committed, what its webhooks say (`crate::webhook`) and what
+    /// the owner counts in its metrics, exactly as one node's registry
+    /// records them, so each change is told and counted once in the cluster;
+    /// none for a step that is not committed.
     pub changes: Vec<RoomChange>,
 }
 
@@ -146,6 +148,11 @@ impl Owner {
         self.epoch = epoch;
     }
 
+    /// How many peers the room has (0 when it does not exist).
+    pub fn peer_count(&self) -> usize {
+        self.registry.peer_count()
+    }
+
     /// Whether the room has no member (it does not exist).
     pub fn is_empty(&self) -> bool {
         self.registry.room_count() == 0
@@ -224,6 +231,7 @@ impl Owner {
                 o.deliveries
             }
             CommandKind::Disconnect { sid } => self.registry.disconnect(&ConnId::new(&home, sid)),
+            CommandKind::Dropped { sid } => self.registry.drop_connection(&ConnId::new(&home, sid)),
             CommandKind::MovedOut { sid } => {
                 let conn = ConnId::new(&home, sid);
                 let d = self.registry.moved_out(&conn, &self.room);
@@ -277,9 +285,8 @@ impl Owner {
         };
         let changes = self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
-        let mut step = self.step(command.req, &home, reply, read, deliveries, before, after);
-        step.changes = changes;
-        step
+        let step = self.step(command.req, &home, reply, read, deliveries, before, after);
+        Step { changes, ..step }
     }
 
     /// Applies the commands at the front of `commands` in order, as one
@@ -317,9 +324,8 @@ impl Owner {
         let deliveries = self.registry.expire(now);
         let changes = self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
-        let mut step = self.step(0, "", None, false, deliveries, before, after);
-        step.changes = changes;
-        step
+        let step = self.step(0, "", None, false, deliveries, before, after);
+        Step { changes, ..step }
     }
 
     /// Drops every socket member held by `node` (it died): one version each.
@@ -328,9 +334,8 @@ impl Owner {
         let deliveries = self.registry.remove_node(node);
         let changes = self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
-        let mut step = self.step(0, node, None, false, deliveries, before, after);
-        step.changes = changes;
-        step
+        let step = self.step(0, node, None, false, deliveries, before, after);
+        Step { changes, ..step }
     }
 
     /// Disconnects every socket member held by `node` (it is stopping, its
@@ -354,9 +359,10 @@ impl Owner {
             d.to.retain(|c| !doomed.contains(c));
         }
         deliveries.retain(|d| !d.to.is_empty());
-        self.registry.take_changes();
+        let changes = self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
-        self.step(0, node, None, false, deliveries, before, after)
+        let step = self.step(0, node, None, false, deliveries, before, after);
+        Step { changes, ..step }
     }
 
     #[allow(clippy::too_many_arguments)]

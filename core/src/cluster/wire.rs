@@ -76,6 +76,12 @@ pub enum CommandKind {
         /// The socket on the home node.
         sid: String,
     },
+    /// A socket dropped by its home node because it could not keep up (its
+    /// queue was full): it leaves with the reason `dropped`.
+    Dropped {
+        /// The socket on the home node.
+        sid: String,
+    },
     /// A socket joined another room (its owner elsewhere): leave this one, reason `moved`.
     MovedOut {
         /// The socket on the home node.

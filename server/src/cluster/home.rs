@@ -210,7 +210,7 @@ impl Sockets {
             let actions = st.home.event(&sid, event, payload, binary, deadline());
             self.perform(&mut st, actions)
         };
-        close(closing);
+        self.close(closing);
     }
 
     /// A socket closed: the owners of its rooms are told.
@@ -223,7 +223,7 @@ impl Sockets {
             let actions = st.home.disconnect(sid, deadline());
             self.perform(&mut st, actions)
         };
-        close(closing);
+        self.close(closing);
     }
 
     /// A batch from a room's owner.
@@ -233,7 +233,7 @@ impl Sockets {
             let actions = st.home.receive(batch, now(), deadline());
             self.perform(&mut st, actions)
         };
-        close(closing);
+        self.close(closing);
     }
 
     /// This node's socket members to check against their rooms' listings:
@@ -253,7 +253,7 @@ impl Sockets {
             }
             self.perform(&mut st, actions)
         };
-        close(closing);
+        self.close(closing);
     }
 
     /// Joins answered `unavailable` here that the owner may have applied
@@ -277,7 +277,7 @@ impl Sockets {
             }
             self.perform(&mut st, actions)
         };
-        close(closing);
+        self.close(closing);
     }
 
     /// Whether a `restore` sent by this node is still unanswered.
@@ -292,7 +292,7 @@ impl Sockets {
             let actions: Vec<Action> = st.home.restore(sid, deadline()).into_iter().collect();
             self.perform(&mut st, actions)
         };
-        close(closing);
+        self.close(closing);
     }
 
     /// Batches from a room's owner, in order, under one lock.
@@ -306,7 +306,7 @@ impl Sockets {
             }
             closing
         };
-        close(closing);
+        self.close(closing);
     }
 
     /// `req` of socket `sid` got no answer in time: answer it `unavailable`.
@@ -336,7 +336,31 @@ impl Sockets {
             more.extend(closing_of(&st, full));
             more
         };
-        close(closing);
+        self.close(closing);
+    }
+
+    /// Drops sockets that could not take an event: each leaves its room now
+    /// (its owner is told at once, not when its transport has closed, which
+    /// a client that stopped reading delays indefinitely), then its transport
+    /// is closed and its client reconnects.
+    fn close(self: &Arc<Self>, sockets: Vec<SocketRef>) {
+        for socket in sockets {
+            let sid = socket.id.to_string();
+            let closing = {
+                let mut st = self.lock();
+                if st.sockets.remove(&sid).is_none() {
+                    continue; // dropped already, or gone
+                }
+                st.acks.remove(&sid);
+                st.inflight.remove(&sid);
+                let actions = st.home.dropped(&sid, deadline());
+                self.perform(&mut st, actions)
+            };
+            metrics::dropped(1);
+            tracing::warn!(%sid, "dropping a connection that cannot keep up");
+            socket.disconnect().ok();
+            self.close(closing);
+        }
     }
 
     /// Carries out the core's actions, in order. Returns the sockets to close.
@@ -421,15 +445,6 @@ fn closing_of(st: &State, full: Vec<String>) -> Vec<SocketRef> {
     full.into_iter()
         .filter_map(|sid| st.sockets.get(&sid).cloned())
         .collect()
-}
-
-/// Disconnects sockets that could not take an event: their clients reconnect.
-fn close(sockets: Vec<SocketRef>) {
-    for socket in sockets {
-        metrics::dropped(1);
-        tracing::warn!(sid = %socket.id, "dropping a connection that cannot keep up");
-        socket.disconnect().ok();
-    }
 }
 
 fn is_full(r: &Result<(), SendError>) -> bool {
@@ -647,6 +662,6 @@ const DEPARTURE_RETRY_MS: u64 = 200;
 pub fn is_departure(command: &Command) -> bool {
     matches!(
         command.kind,
-        CommandKind::Disconnect { .. } | CommandKind::MovedOut { .. }
+        CommandKind::Disconnect { .. } | CommandKind::Dropped { .. } | CommandKind::MovedOut { .. }
     )
 }

@@ -165,6 +165,12 @@ impl Cluster {
         self.sockets.http(room, kind, grant).await
     }
 
+    /// The rooms this node owns and their peers, for `/metrics`: every room
+    /// is counted by one node, so the nodes' figures add up to the cluster's.
+    pub fn owned(&self) -> (usize, usize) {
+        self.owners.owned()
+    }
+
     /// `GET /api/webrtc/rooms` as JSON text.
     pub async fn rooms(&self) -> Result<String, Error> {
         rest::rooms(&self.redis).await

@@ -70,6 +70,8 @@ pub struct Owners {
     stopping: watch::Sender<bool>,
     /// Where this node POSTs the changes of the rooms it owns (`--webhook-url`).
     webhooks: Option<Arc<Webhooks>>,
+    /// The rooms this node owns (claimed, not yet given up) and their peers.
+    peers: Mutex<HashMap<String, usize>>,
 }
 
 impl Owners {
@@ -95,7 +97,23 @@ impl Owners {
             next_task: std::sync::atomic::AtomicU64::new(1),
             stopping: watch::channel(false).0,
             webhooks,
+            peers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// How many rooms this node owns, and how many peers they hold.
+    pub fn owned(&self) -> (usize, usize) {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        (peers.len(), peers.values().sum())
+    }
+
+    /// Records how many peers an owned room holds (`None`: not owned any more).
+    fn count(&self, room: &str, peers: Option<usize>) {
+        let mut map = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        match peers {
+            Some(n) => map.insert(room.to_owned(), n),
+            None => map.remove(room),
+        };
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, (u64, mpsc::UnboundedSender<Command>)>> {
@@ -159,6 +177,7 @@ impl Owners {
             return;
         };
         gauge!("signalroom_cluster_rooms_owned").increment(1.0);
+        self.count(&room, Some(owner.peer_count()));
         tracing::debug!(%room, %token, "owning a room");
         let mut renew = tokio::time::interval(RENEW_EVERY);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -256,6 +275,7 @@ impl Owners {
             }
         }
         gauge!("signalroom_cluster_rooms_owned").decrement(1.0);
+        self.count(&room, None);
         self.give_up(&room, id, left, rx, epoch_of(&token)).await;
     }
 
@@ -491,7 +511,7 @@ impl Owners {
             .await
         {
             Ok(Committed::Ok) => {
-                self.announce(&step.changes);
+                self.committed(room, owner, &step.changes);
                 if !mine.is_empty() {
                     self.sockets.receive_all(mine);
                 }
@@ -527,7 +547,7 @@ impl Owners {
                     && self.read_back(room, wrote).await
                 {
                     tracing::warn!(%room, "the commit went through after all: the change stands");
-                    self.announce(&step.changes);
+                    self.committed(room, owner, &step.changes);
                     // Its batches went out to the other nodes: this node's too.
                     if !mine.is_empty() {
                         self.sockets.receive_all(mine);
@@ -540,9 +560,12 @@ impl Owners {
         }
     }
 
-    /// A committed step's webhooks. Committed once, by the room's one owner:
-    /// they go from here, and from no other node.
-    fn announce(&self, changes: &[RoomChange]) {
+    /// A committed step's changes, told and counted. Committed once, by the
+    /// room's one owner: its webhooks go from here, and from no other node,
+    /// and the cluster counts each change once, here.
+    fn committed(&self, room: &str, owner: &Owner, changes: &[RoomChange]) {
+        crate::metrics::changes(changes);
+        self.count(room, Some(owner.peer_count()));
         if let Some(webhooks) = &self.webhooks
             && !changes.is_empty()
         {

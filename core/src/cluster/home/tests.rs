@@ -526,3 +526,17 @@ fn a_request_moved_more_than_three_times_is_answered_unavailable() {
     assert!(matches!(out.last(), Some(Action::Answer { .. })));
     assert_eq!(h.doubtful(), [("s".into(), "r".into())]);
 }
+
+#[test]
+fn a_dropped_socket_leaves_its_room_as_dropped() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    h.receive(reply("r", 1, 1, "join_room_success", vec![]), T0, 9);
+    let out = h.dropped("s", 9);
+    let [Action::Send(c)] = &out[..] else {
+        panic!("one departure: {out:?}");
+    };
+    assert_eq!(c.room, "r");
+    assert!(matches!(&c.kind, CommandKind::Dropped { sid } if sid == "s"));
+    assert!(h.dropped("s", 9).is_empty(), "once");
+}

@@ -1,6 +1,7 @@
 //! The owner's steps: what is committed and which node hears what, in which slot.
 
 use super::*;
+use crate::registry::ChangeKind;
 use serde_json::json;
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -597,6 +598,21 @@ fn a_stopping_nodes_members_are_disconnected_one_version_each() {
     assert!(texts[0].contains(r#""version":4"#), "{texts:?}");
     assert!(texts[1].contains(r#""peer_id":"pc""#) && texts[1].contains(r#""version":5"#));
     assert_eq!(o.member_nodes(), ["n2"]);
+    // Its webhooks and metrics: each departure, reason `disconnected`.
+    let left: Vec<(u64, String)> = step
+        .changes
+        .iter()
+        .map(|c| match &c.kind {
+            ChangeKind::PeerLeft { peer_id, reason } => {
+                (c.version, format!("{peer_id} {}", reason.as_str()))
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        left,
+        [(4, "pa disconnected".into()), (5, "pc disconnected".into())]
+    );
 }
 
 /// A mix of changes and signals from three nodes, for the group tests.
@@ -685,4 +701,60 @@ fn a_group_is_bounded_and_ends_with_the_step_that_empties_the_room() {
     // Nothing to apply: nothing to commit.
     let none = o.apply_group(&mut std::collections::VecDeque::new(), 64, T0);
     assert!(none.batches.is_empty() && none.commit == Commit::Unchanged);
+}
+
+#[test]
+fn a_step_carries_what_it_changed_for_the_owner_to_count() {
+    let mut o = owner();
+    let kinds = |step: &Step| -> Vec<String> {
+        step.changes
+            .iter()
+            .map(|c| match &c.kind {
+                ChangeKind::RoomStarted => s("started"),
+                ChangeKind::PeerJoined(p) => format!("joined {}", p.peer_id),
+                ChangeKind::PeerUpdated(p) => format!("updated {}", p.peer_id),
+                ChangeKind::PeerLeft { peer_id, reason } => {
+                    format!("left {peer_id} {}", reason.as_str())
+                }
+                ChangeKind::RoomFinished => s("finished"),
+            })
+            .collect()
+    };
+    let a = o.apply(join("n1", "a", "pa"), T0);
+    assert_eq!(kinds(&a), [s("started"), s("joined pa")]);
+    assert_eq!(o.peer_count(), 1);
+    let b = o.apply(join("n2", "b", "pb"), T0);
+    assert_eq!(kinds(&b), [s("joined pb")]);
+    // A refused join (peer_id taken) and a read change nothing.
+    let taken = o.apply(join("n2", "c", "pa"), T0);
+    assert!(kinds(&taken).is_empty());
+    let read = o.apply(event("n1", "a", 2, "get_peers", json!({})), T0);
+    assert!(kinds(&read).is_empty());
+    assert_eq!(o.peer_count(), 2);
+    let dead = o.remove_node("n2");
+    assert_eq!(kinds(&dead), [s("left pb dropped")]);
+    let gone = o.apply(
+        cmd("n1", 3, CommandKind::Disconnect { sid: "a".into() }),
+        T0,
+    );
+    assert_eq!(kinds(&gone), [s("left pa disconnected"), s("finished")]);
+    assert_eq!(o.peer_count(), 0);
+}
+
+#[test]
+fn a_socket_its_node_dropped_leaves_with_the_reason_dropped() {
+    let mut o = owner();
+    let _ = o.apply(join("n1", "a", "pa"), T0);
+    let _ = o.apply(join("n2", "b", "pb"), T0);
+    let step = o.apply(cmd("n2", 9, CommandKind::Dropped { sid: "b".into() }), T0);
+    let left: Vec<String> = step
+        .changes
+        .iter()
+        .map(|c| match &c.kind {
+            ChangeKind::PeerLeft { peer_id, reason } => format!("{peer_id} {}", reason.as_str()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(left, ["pb dropped"]);
+    assert_eq!(o.peer_count(), 1);
 }
