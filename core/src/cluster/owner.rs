@@ -57,6 +57,13 @@ pub struct Step {
     /// records them, so each change is told and counted once in the cluster;
     /// none for a step that is not committed.
     pub changes: Vec<RoomChange>,
+    /// The earliest deadline of the requests it applied (ms, Redis's
+    /// clock): their home nodes answer them `unavailable` then, so the step
+    /// must not take effect after it. `None` when it applied none: only
+    /// departures and restores (applied however late), or requests dropped
+    /// as already past their deadline, which change nothing and so must not
+    /// hold back the rest of a group.
+    pub deadline: Option<u64>,
 }
 
 impl Step {
@@ -66,21 +73,26 @@ impl Step {
             batches: Vec::new(),
             before,
             changes: Vec::new(),
+            deadline: None,
         }
     }
 
     /// This step followed by `next`, as one commit: the room before this
     /// one (a failed commit rolls both back), what the later of the two
     /// writes (the room's latest state; this one's when `next` changed
-    /// nothing), and the batches and changes of both, this one's first, so
+    /// nothing), the batches and changes of both, this one's first, so
     /// every node hears them (and every webhook receiver) in the order they
-    /// were decided.
+    /// were decided, and the earlier of their deadlines.
     pub fn then(mut self, next: Step) -> Step {
         if next.commit != Commit::Unchanged {
             self.commit = next.commit;
         }
         self.batches.extend(next.batches);
         self.changes.extend(next.changes);
+        self.deadline = match (self.deadline, next.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self
     }
 }
@@ -200,6 +212,7 @@ impl Owner {
         if command.expires() && command.deadline < now.0 {
             return Step::nothing(before);
         }
+        let deadline = command.expires().then_some(command.deadline);
         let home = command.home.clone();
         let mut reply = None;
         let mut read = false;
@@ -285,8 +298,10 @@ impl Owner {
         };
         let changes = self.registry.take_changes();
         let after = self.registry.export_room(&self.room);
-        let step = self.step(command.req, &home, reply, read, deliveries, before, after);
-        Step { changes, ..step }
+        let mut step = self.step(command.req, &home, reply, read, deliveries, before, after);
+        step.changes = changes;
+        step.deadline = deadline;
+        step
     }
 
     /// Applies the commands at the front of `commands` in order, as one
@@ -476,6 +491,7 @@ impl Owner {
             batches,
             before,
             changes: Vec::new(),
+            deadline: None,
         }
     }
 

@@ -266,6 +266,7 @@ impl Owners {
                             batches: Vec::new(),
                             before: None,
                             changes: Vec::new(),
+                            deadline: None,
                         };
                         if !self.commit(&room, &token, &mut owner, nothing).await {
                             break;
@@ -364,13 +365,9 @@ impl Owners {
             let waiting = commands.len();
             let step = owner.apply_group(commands, GROUP_MAX, now());
             let applied = waiting - commands.len();
-            // The group must not take effect after its first deadline.
-            let deadline = group[..applied]
-                .iter()
-                .filter(|c| c.expires())
-                .map(|c| c.deadline)
-                .min();
-            match self.try_commit(room, token, owner, step, deadline).await {
+            // It must not take effect after its first deadline (that of the
+            // requests it applied: `Step::deadline`).
+            match self.try_commit(room, token, owner, step).await {
                 Some(true) => {}
                 Some(false) => return false,
                 None => {
@@ -424,13 +421,13 @@ impl Owners {
     /// `token`. An empty room is let go (its snapshot, listing and lease
     /// deleted), whatever the step. `false` when the room is no longer ours.
     async fn commit(&self, room: &str, token: &str, owner: &mut Owner, step: Step) -> bool {
-        self.try_commit(room, token, owner, step, None)
+        self.try_commit(room, token, owner, step)
             .await
             .unwrap_or(false)
     }
 
-    /// [`Owners::commit`] of a step that must not take effect after
-    /// `deadline` (Redis's clock: past it, the step is undone), telling a
+    /// [`Owners::commit`], undoing a step that reaches Redis past its
+    /// [`Step::deadline`] (Redis's clock: nothing is written), telling a
     /// fenced commit (`None`: nothing was written or told, the room has
     /// another owner) from a room let go, or fenced after this node's
     /// signals went out (`Some(false)`).
@@ -440,7 +437,6 @@ impl Owners {
         token: &str,
         owner: &mut Owner,
         step: Step,
-        deadline: Option<u64>,
     ) -> Option<bool> {
         let deleted = owner.is_empty();
         if !deleted && step.batches.is_empty() && step.commit == Commit::Unchanged {
@@ -507,7 +503,7 @@ impl Owners {
         };
         match self
             .scripts
-            .commit_by(&self.redis, room, token, write, &batches, deadline)
+            .commit_by(&self.redis, room, token, write, &batches, step.deadline)
             .await
         {
             Ok(Committed::Ok) => {

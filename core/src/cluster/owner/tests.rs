@@ -758,3 +758,54 @@ fn a_socket_its_node_dropped_leaves_with_the_reason_dropped() {
     assert_eq!(left, ["pb dropped"]);
     assert_eq!(o.peer_count(), 1);
 }
+
+#[test]
+fn a_groups_deadline_is_the_earliest_of_the_requests_it_applied_not_of_those_dropped_as_late() {
+    // The requests of a burst cut by a Redis hang reach the owner after
+    // their deadline, in one group with a request made since: they are
+    // dropped, and must not make the commit of the fresh one late.
+    let now = Timestamp(T0.0 + 10_000);
+    let fresh = |c: Command| Command {
+        deadline: now.0 + 1_500,
+        ..c
+    };
+    let mut o = owner();
+    o.apply(join("n1", "a", "pa"), T0);
+    let mut queue: std::collections::VecDeque<Command> = vec![
+        join("n2", "b", "pb"),
+        event("n1", "a", 2, "get_peers", json!({})),
+        fresh(join("n2", "z", "pz")),
+        join("n1", "c", "pc"),
+    ]
+    .into();
+    let step = o.apply_group(&mut queue, 64, now);
+    assert!(queue.is_empty());
+    assert!(
+        matches!(&step.commit, Commit::Changed { info, .. } if info.version == 2 && info.peer_count == 2),
+        "{:?}",
+        step.commit
+    );
+    assert_eq!(step.deadline, Some(now.0 + 1_500));
+    // Of several requests applied, the earliest counts.
+    let mut queue: std::collections::VecDeque<Command> = vec![
+        Command {
+            deadline: now.0 + 900,
+            ..join("n1", "y", "py")
+        },
+        fresh(join("n2", "x", "px")),
+    ]
+    .into();
+    assert_eq!(
+        o.apply_group(&mut queue, 64, now).deadline,
+        Some(now.0 + 900)
+    );
+    // Departures are applied however late: they set no deadline.
+    let mut queue: std::collections::VecDeque<Command> = vec![
+        cmd("n1", 9, CommandKind::Disconnect { sid: "y".into() }),
+        cmd("n2", 9, CommandKind::MovedOut { sid: "x".into() }),
+    ]
+    .into();
+    let departures = o.apply_group(&mut queue, 64, now);
+    assert_ne!(departures.commit, Commit::Unchanged);
+    assert_eq!(departures.deadline, None);
+}
