@@ -254,7 +254,7 @@ function versionsSeen(client, room) {
 }
 
 test('Redis restarted empty after the owner died: the members elsewhere are restored within 10 s', { skip }, async () => {
-  const { redis, nodes, on, cleanup } = await cluster(3);
+  const { redis, nodes, on, cleanup } = await startCluster(3);
   try {
     const room = uniq('restore');
     const a = await on(0); // n1 owns the room
@@ -295,7 +295,7 @@ test('Redis restarted empty after the owner died: the members elsewhere are rest
 });
 
 test('Redis restarted empty while joins and signals are in flight: each is answered, none half-applied, the room heals', { skip }, async () => {
-  const { redis, nodes, on, cleanup } = await cluster(3);
+  const { redis, nodes, on, cleanup } = await startCluster(3);
   try {
     const room = uniq('inflight');
     const a = await on(0); // n1 owns the room
@@ -355,7 +355,7 @@ test('Redis restarted empty while joins and signals are in flight: each is answe
 });
 
 test('an owner stopped with SIGTERM commits its own peers\' departures before it lets its rooms go', { skip }, async () => {
-  const { redis, nodes, on, cleanup } = await cluster(3);
+  const { redis, nodes, on, cleanup } = await startCluster(3);
   try {
     const room = uniq('handover');
     const a = await on(0); // n1 owns the room
@@ -392,7 +392,7 @@ test('an owner stopped with SIGTERM commits its own peers\' departures before it
 });
 
 test('a commit that reaches Redis past its deadline (Redis hung) writes nothing', { skip }, async () => {
-  const { redis, nodes, on, cleanup } = await cluster(2);
+  const { redis, nodes, on, cleanup } = await startCluster(2);
   try {
     const room = uniq('late');
     const a = await on(0); // n1 owns the room
@@ -438,7 +438,7 @@ test('a commit that reaches Redis past its deadline (Redis hung) writes nothing'
 });
 
 test('a commit whose answer is lost is read back: the change it made stands', { skip }, async () => {
-  const { redis, nodes, on, cleanup } = await cluster(2);
+  const { redis, nodes, on, cleanup } = await startCluster(2);
   try {
     const room = uniq('readback');
     const a = await on(0); // n1 owns the room

@@ -207,12 +207,12 @@ test('sender, owner and target on one node: nothing of the room goes through an 
   await a.barrier();
   // Commands went straight to n1's owner task, its batches straight to the sockets.
   for (const node of ['n1', 'n2', 'n3']) {
-    const entries = await redis.command('XRANGE', `sr:in:${node}`, '-', '+');
+    const entries = await cluster.redis.command('XRANGE', `sr:in:${node}`, '-', '+');
     const about = entries.filter(([, fields]) => fields.some((f) => String(f).includes(room)));
     assert.deepEqual(about, [], `sr:in:${node}`);
   }
   // The changes were committed all the same: every node lists the room.
-  const listed = await getJson(nodes[2].url, `/api/webrtc/rooms/${room}`);
+  const listed = await getJson(cluster.nodes[2].url, `/api/webrtc/rooms/${room}`);
   assert.deepEqual(ids(listed.body.peers), ['a', 'b']);
 });
 
