@@ -12,14 +12,14 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { createHmac } from 'node:crypto';
-import { startServer, connect, uniq, ids, request, postJson, withTimeout, TIMEOUT_MS } from '../lib/server.mjs';
+import { startServer, connect, uniq, ids, request, postJson } from '../lib/server.mjs';
 import { startRedis } from '../lib/redis.mjs';
+import { startReceiver } from '../lib/webhooks.mjs';
 import { sign, nowSecs } from '../lib/jwt.mjs';
 
 const BIN = process.env.SIGNALROOM_CLUSTER_BIN;
-const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (a --features cluster build) is not set';
+const skip = BIN ? false : 'SIGNALROOM_CLUSTER_BIN (the server binary for the nodes) is not set';
 
 const SECRET = 'cluster-secret-1234567890';
 const TURN_SECRET = 'cluster-turn-secret';
@@ -33,35 +33,10 @@ let nodes = [];
 let hooks;
 const clients = [];
 
-/** A webhook receiver on 127.0.0.1: every delivery, in arrival order; `until(pred)` awaits one. */
-async function receiver() {
-  const got = [];
-  const waiters = [];
-  const srv = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      got.push({ headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
-      for (const w of [...waiters]) w();
-      res.statusCode = 200;
-      res.end();
-    });
-  });
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const until = (pred, what) => withTimeout(new Promise((resolve) => {
-    const check = () => {
-      if (got.some(pred)) { waiters.splice(waiters.indexOf(check), 1); resolve(got); }
-    };
-    waiters.push(check);
-    check();
-  }), TIMEOUT_MS * 2, `webhook ${what}`);
-  return { url: `http://127.0.0.1:${srv.address().port}/hook`, got, until, srv };
-}
-
 before(async () => {
   if (skip) return;
   redis = await startRedis();
-  hooks = await receiver();
+  hooks = await startReceiver();
   nodes = await Promise.all(['n1', 'n2', 'n3'].map((id) => startServer([
     '--redis-url', redis.url, '--node-id', id, '--max-peers', String(MAX_PEERS),
     '--auth-secret', SECRET,
@@ -75,7 +50,7 @@ after(async () => {
   for (const c of clients) c.close();
   await Promise.all(nodes.map((n) => n.stop()));
   if (redis) await redis.stop();
-  if (hooks) { hooks.srv.closeAllConnections(); hooks.srv.close(); }
+  hooks?.close();
 });
 
 /** A client connected to node `i` (0, 1, 2) with `token` (unrestricted by default). */
@@ -289,7 +264,7 @@ test('webhooks: each change of a room spanning three nodes is delivered once, in
 
 test('webhooks after an owner dies: the new owner sends its own changes once, none of the old ones again', { skip }, async () => {
   const own = await startRedis();
-  const receiver2 = await receiver();
+  const receiver2 = await startReceiver();
   const three = await Promise.all(['k1', 'k2', 'k3'].map((id) => startServer(
     ['--redis-url', own.url, '--node-id', id, '--webhook-url', receiver2.url], { bin: BIN },
   )));
@@ -346,7 +321,6 @@ test('webhooks after an owner dies: the new owner sends its own changes once, no
     for (const c of mine) c.close();
     await Promise.all(three.map((n) => n.stop()));
     await own.stop();
-    receiver2.srv.closeAllConnections();
-    receiver2.srv.close();
+    receiver2.close();
   }
 });

@@ -3,12 +3,12 @@
 // 400); and a receiver that never answers does not slow signaling.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { createHmac } from 'node:crypto';
 import {
-  startServer, connect, uniq, ids, request, postJson, metric, PollingSession, withTimeout, RFC3339_Z, TIMEOUT_MS,
+  startServer, connect, uniq, ids, request, postJson, metric, PollingSession, RFC3339_Z,
   TEST_CLUSTER,
 } from '../lib/server.mjs';
+import { startReceiver } from '../lib/webhooks.mjs';
 
 const servers = [];
 const clients = [];
@@ -16,38 +16,16 @@ const receivers = [];
 after(async () => {
   clients.forEach((c) => c.close());
   await Promise.all(servers.map((s) => s.stop()));
-  receivers.forEach((r) => { r.closeAllConnections(); r.close(); });
+  receivers.forEach((r) => r.close());
 });
 const server = async (flags) => { const s = await startServer(flags); servers.push(s); return s; };
 const client = async (url, opts) => { const c = await connect(url, opts); clients.push(c); return c; };
 
-/** A webhook receiver on 127.0.0.1: `answer(delivery, attempt)` gives the status (null: never answer). */
-async function receiver(answer = () => 200) {
-  const got = [];
-  const waiters = [];
-  const srv = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks);
-      const d = { headers: req.headers, raw, body: JSON.parse(raw.toString('utf8')) };
-      const attempt = got.filter((x) => x.body.id === d.body.id).length + 1;
-      got.push(d);
-      for (const w of [...waiters]) w();
-      const status = answer(d, attempt);
-      if (status !== null) { res.statusCode = status; res.end(); }
-    });
-  });
-  receivers.push(srv);
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${srv.address().port}/hook`;
-  /** Resolves once `n` deliveries (attempts) arrived. */
-  const count = (n, ms = TIMEOUT_MS * 2) => withTimeout(new Promise((resolve) => {
-    const check = () => { if (got.length >= n) { waiters.splice(waiters.indexOf(check), 1); resolve(got); } };
-    waiters.push(check);
-    check();
-  }), ms, `${n} webhook deliveries (got ${got.length})`);
-  return { url, got, count };
+/** A receiver (tests/lib/webhooks.mjs), closed when the file's tests end. */
+async function receiver(answer) {
+  const r = await startReceiver(answer);
+  receivers.push(r);
+  return r;
 }
 
 const summary = (d) => {
