@@ -24,7 +24,8 @@ use serde_json::value::RawValue;
 use super::Resequencer;
 use super::wire::{Batch, BatchReply, Command, CommandKind};
 use crate::access::Grant;
-use crate::protocol::{JoinSuccess, Peer, UpdateMode};
+use crate::error::Error;
+use crate::protocol::{JoinSuccess, Peer, SignalAck, UpdateMode};
 use crate::registry::{ClientEvent, Config, Registry, Reply};
 use crate::time::Timestamp;
 use crate::validate::parse_join_text;
@@ -64,6 +65,23 @@ pub enum Action {
         event: String,
         /// Its payload as JSON text.
         payload: Box<RawValue>,
+    },
+    /// A `signal` between two sockets of this node, acked only once it is
+    /// queued for its target (as on one node): queue `signal` (the event
+    /// `signal`) for `to`; when `to` cannot take it, drop `to` and answer
+    /// `sid` with `refused` (emitted as `signal_error`, and acked), otherwise
+    /// ack `sid` with `ack`.
+    Relay {
+        /// The sender.
+        sid: String,
+        /// The target.
+        to: String,
+        /// The `signal` event's payload for the target.
+        signal: Box<RawValue>,
+        /// The sender's ack when it was queued (`{to}`).
+        ack: Box<RawValue>,
+        /// The sender's answer when it was not (`peer_not_found`).
+        refused: Box<RawValue>,
     },
     /// Disconnect this socket: its room lost it and refused to take it back
     /// (`restore`), so its client joins again.
@@ -343,8 +361,8 @@ impl Home {
         out
     }
 
-    fn apply(&mut self, batch: Batch, events: bool, deadline: u64, out: &mut Vec<Action>) {
-        match batch.reply {
+    fn apply(&mut self, mut batch: Batch, events: bool, deadline: u64, out: &mut Vec<Action>) {
+        match batch.reply.take() {
             Some(BatchReply::Socket {
                 req,
                 sid,
@@ -391,12 +409,15 @@ impl Home {
                         _ => {}
                     }
                     local.busy = None;
-                    out.push(Action::Reply {
+                    let relay = (events && !emit && event == "signal")
+                        .then(|| self.relay(&sid, &payload, &mut batch))
+                        .flatten();
+                    out.push(relay.unwrap_or(Action::Reply {
                         sid: sid.clone(),
                         event,
                         payload,
                         emit,
-                    });
+                    }));
                     if let Some(old) = moved_from {
                         let kind = CommandKind::MovedOut { sid: sid.clone() };
                         out.push(Action::Send(self.command(old, deadline, kind)));
@@ -447,6 +468,33 @@ impl Home {
                 });
             }
         }
+    }
+
+    /// The [`Action::Relay`] for a signal ack whose signal is in the same
+    /// batch, for a socket of this node in the room (both on this node): the
+    /// signal is taken out of `batch`'s events. `None` when the target is on
+    /// another node (the owner's ack then says it was relayed there).
+    fn relay(&self, sid: &str, ack: &RawValue, batch: &mut Batch) -> Option<Action> {
+        let to = serde_json::from_str::<SignalAck>(ack.get()).ok()?.to;
+        let at = batch.events.iter().position(|e| {
+            e.event == "signal"
+                && e.to.len() == 1
+                && self.room_of(&e.to[0]) == Some(batch.room.as_str())
+        })?;
+        let event = batch.events.remove(at);
+        // As the registry answers a signal to a peer no longer in the room.
+        let refused = Error::PeerNotFound {
+            peer_id: to,
+            room_name: batch.room.clone(),
+        }
+        .body(None);
+        Some(Action::Relay {
+            sid: sid.to_owned(),
+            to: event.to.into_iter().next()?,
+            signal: event.payload,
+            ack: ack.to_owned(),
+            refused: serde_json::value::to_raw_value(&refused).ok()?,
+        })
     }
 
     /// A socket closed: its room's owner, and the owner of a room it was

@@ -19,5 +19,5 @@ pub mod wire;
 
 pub use conn::{ConnId, NodeIdError, split_by_node, validate_node_id};
 pub use home::{Action, Home};
-pub use owner::{Commit, Owner, Step, by_node};
+pub use owner::{Commit, Owner, ReadBack, Step, by_node, read_back};
 pub use resequencer::{Gap, Released, Resequencer, Slot};

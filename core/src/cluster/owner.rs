@@ -516,6 +516,42 @@ fn encode(payload: &Payload) -> Option<Box<RawValue>> {
     to_raw_value(payload).ok()
 }
 
+/// What a read-back says of a commit whose answer was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBack {
+    /// Redis holds what the commit wrote: its change stands (its batches went
+    /// out with it).
+    Stands,
+    /// It does not, and the commit can no longer take effect: undo the step.
+    Undone,
+    /// It does not yet, but the script may still run (it is not past its
+    /// deadline): read again.
+    Wait,
+}
+
+/// Judges one read-back of a room after a commit whose answer was lost:
+/// `wrote` is the snapshot the commit wrote (`None`: it deleted the room),
+/// `found` what Redis holds, read at `now` by Redis's clock (ms), and
+/// `deadline` the step's ([`Step::deadline`]; the commit script refuses to
+/// run past it). A script still queued in Redis, possibly on a connection the
+/// client has given up, may run after the read: only a read past the
+/// deadline proves it never will. A step without a deadline (departures,
+/// restores) is judged on what was found.
+pub fn read_back(
+    wrote: Option<&str>,
+    found: Option<&str>,
+    now: u64,
+    deadline: Option<u64>,
+) -> ReadBack {
+    if found == wrote {
+        ReadBack::Stands
+    } else if deadline.is_some_and(|d| now <= d) {
+        ReadBack::Wait
+    } else {
+        ReadBack::Undone
+    }
+}
+
 /// Every owned room's batches, grouped by node in order: what one commit sends.
 pub fn by_node(batches: Vec<(String, Batch)>) -> BTreeMap<String, Vec<Batch>> {
     let mut out: BTreeMap<String, Vec<Batch>> = BTreeMap::new();

@@ -130,6 +130,21 @@ pub struct Batch {
     pub events: Vec<BatchEvent>,
 }
 
+impl Batch {
+    /// Whether this is only a relayed `signal` (its events, and the sender's
+    /// ack or `signal_error`): outside the room's sequence, nothing read or
+    /// changed, so it needs no fencing and may be delivered before its
+    /// step's commit.
+    pub fn is_signal(&self) -> bool {
+        let reply_is_signal = match &self.reply {
+            None => true,
+            Some(BatchReply::Socket { event, .. }) => event == "signal" || event == "signal_error",
+            Some(_) => false,
+        };
+        self.slot.is_none() && reply_is_signal && self.events.iter().all(|e| e.event == "signal")
+    }
+}
+
 /// The answer to one [`Command`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -191,6 +206,39 @@ mod tests {
 
     fn raw(v: serde_json::Value) -> Box<RawValue> {
         RawValue::from_string(v.to_string()).expect("json")
+    }
+
+    #[test]
+    fn only_a_relayed_signal_and_its_answer_is_a_signal_batch() {
+        let signal = |event: &str, slot: Option<Slot>, reply: Option<BatchReply>| Batch {
+            room: "r".into(),
+            epoch: 1,
+            slot,
+            reply,
+            events: vec![BatchEvent {
+                to: vec!["t".into()],
+                event: event.into(),
+                payload: raw(json!({})),
+            }],
+        };
+        let answer = |event: &str| {
+            Some(BatchReply::Socket {
+                req: 1,
+                sid: "s".into(),
+                event: event.into(),
+                payload: raw(json!({})),
+                emit: false,
+            })
+        };
+        assert!(signal("signal", None, None).is_signal());
+        assert!(signal("signal", None, answer("signal")).is_signal());
+        assert!(signal("signal", None, answer("signal_error")).is_signal());
+        // A change, an ordered answer, another event or another answer is not.
+        assert!(!signal("signal", Some(Slot::Change(2)), None).is_signal());
+        assert!(!signal("signal", Some(Slot::After(2)), answer("signal")).is_signal());
+        assert!(!signal("peer_list_updated", None, None).is_signal());
+        assert!(!signal("signal", None, answer("peer_list")).is_signal());
+        assert!(!signal("signal", None, Some(BatchReply::Moved { req: 1 })).is_signal());
     }
 
     #[test]

@@ -309,6 +309,12 @@ impl Sockets {
         self.close(closing);
     }
 
+    /// `req` of socket `sid` could not be routed (its room has no owner
+    /// and none may be claimed yet): answer it `unavailable` now.
+    pub fn unrouted(self: &Arc<Self>, sid: &str, req: u64) {
+        self.timed_out(sid, req);
+    }
+
     /// `req` of socket `sid` got no answer in time: answer it `unavailable`.
     fn timed_out(self: &Arc<Self>, sid: &str, req: u64) {
         let closing = {
@@ -401,22 +407,20 @@ impl Sockets {
                     event,
                     payload,
                     emit,
+                } => reply(st, sid, &event, &payload, emit, &mut full),
+                Action::Relay {
+                    sid,
+                    to,
+                    signal,
+                    ack,
+                    refused,
                 } => {
-                    st.inflight.remove(&sid);
-                    if let Some(code) = error_code(&event, &payload) {
-                        metrics::error(code);
-                    }
-                    let ack = st.acks.get_mut(&sid).and_then(VecDeque::pop_front);
-                    if let Some(socket) = st.sockets.get(&sid) {
-                        let emitted = if emit {
-                            socket.emit(event.as_str(), &payload)
-                        } else {
-                            Ok(())
-                        };
-                        let acked = ack.map_or(Ok(()), |a| a.send(&payload));
-                        if is_full(&emitted) || is_full(&acked) {
-                            full.push(sid);
-                        }
+                    let missed = full.len();
+                    emit(st, std::slice::from_ref(&to), "signal", &signal, &mut full);
+                    if full.len() == missed {
+                        reply(st, sid, "signal", &ack, false, &mut full);
+                    } else {
+                        reply(st, sid, "signal_error", &refused, true, &mut full);
                     }
                 }
                 Action::Emit { to, event, payload } => emit(st, &to, &event, &payload, &mut full),
@@ -437,6 +441,34 @@ impl Sockets {
             }
         }
         closing_of(st, full)
+    }
+}
+
+/// An owner's answer to socket `sid`'s request in flight: emitted as `event`
+/// when `emit`, and acked with `payload`.
+fn reply(
+    st: &mut State,
+    sid: String,
+    event: &str,
+    payload: &RawValue,
+    emit: bool,
+    full: &mut Vec<String>,
+) {
+    st.inflight.remove(&sid);
+    if let Some(code) = error_code(event, payload) {
+        metrics::error(code);
+    }
+    let ack = st.acks.get_mut(&sid).and_then(VecDeque::pop_front);
+    if let Some(socket) = st.sockets.get(&sid) {
+        let emitted = if emit {
+            socket.emit(event, payload)
+        } else {
+            Ok(())
+        };
+        let acked = ack.map_or(Ok(()), |a| a.send(payload));
+        if is_full(&emitted) || is_full(&acked) {
+            full.push(sid);
+        }
     }
 }
 
@@ -523,10 +555,20 @@ pub async fn send_commands(
     redis: Redis,
     scripts: Arc<Scripts>,
     mut rx: mpsc::UnboundedReceiver<Command>,
-    unsent: Arc<std::sync::atomic::AtomicUsize>,
     boot: Arc<Boot>,
     owners: Arc<Owners>,
+    sockets: std::sync::Weak<Sockets>,
 ) {
+    let Some(unsent) = sockets.upgrade().map(|s| s.unsent()) else {
+        return;
+    };
+    let unrouted = |command: &Command| {
+        if let CommandKind::Event { sid, .. } = &command.kind
+            && let Some(sockets) = sockets.upgrade()
+        {
+            sockets.unrouted(sid, command.req);
+        }
+    };
     while let Some(command) = rx.recv().await {
         let mut commands = vec![command];
         while commands.len() < ROUTE_MAX {
@@ -536,7 +578,7 @@ pub async fn send_commands(
             }
         }
         let n = commands.len();
-        route(&node, &redis, &scripts, &owners, commands, &boot).await;
+        route(&node, &redis, &scripts, &owners, commands, &boot, &unrouted).await;
         // The sweep's commands are not counted: never below zero.
         unsent
             .fetch_update(
@@ -548,8 +590,8 @@ pub async fn send_commands(
     }
 }
 
-/// How long the sender waits before routing again a command that no node
-/// owns and this node may not claim yet, ms.
+/// How long the sender waits before routing again a command for a room that
+/// no node owns and this node may not claim yet, ms.
 const CLAIM_RETRY_MS: u64 = 100;
 
 /// Routes commands to their rooms' owners, in order. A room whose task runs
@@ -557,11 +599,13 @@ const CLAIM_RETRY_MS: u64 = 100;
 /// call, so a room's commands keep their order); the rest go through Redis
 /// in one call, which claims a room for this node when nobody owns it (those
 /// then go to this node's owner tasks, in order). While this node may not
-/// claim rooms (Redis lost its data moments ago), a command for a room nobody
-/// owns is tried again until its deadline, by when the room's owner has
-/// written it back (or it is dropped, and its request answered
-/// `unavailable`). A departure is tried again until it is routed, whatever
-/// fails.
+/// claim rooms (Redis lost its data moments ago, and the room's owner may
+/// not have written it back yet), a request for a room nobody owns is
+/// answered `unavailable` at once (`unrouted`): a room claimed here then
+/// would be an empty copy of the one its owner is about to write back.
+/// Before the node has first heard from Redis, such a request is tried again
+/// until its deadline. A departure is tried again until it is routed,
+/// whatever fails.
 async fn route(
     node: &str,
     redis: &Redis,
@@ -569,6 +613,7 @@ async fn route(
     owners: &Arc<Owners>,
     commands: Vec<Command>,
     boot: &Boot,
+    unrouted: &(dyn Fn(&Command) + Sync),
 ) {
     let mut local: Vec<&str> = Vec::new();
     let mut remote: Vec<&str> = Vec::new();
@@ -624,9 +669,14 @@ async fn route(
                         Some(_) => {
                             counter!("signalroom_cluster_commands_forwarded_total").increment(1);
                         }
-                        None if is_departure(command)
-                            || now().0 + CLAIM_RETRY_MS <= command.deadline =>
-                        {
+                        None if is_departure(command) => again.push((command, text)),
+                        None if boot.healing() => {
+                            tracing::warn!(room = %command.room, "no owner, and no claim while Redis heals: unavailable");
+                            unrouted(command);
+                        }
+                        // Not yet heard from Redis which data it holds (the
+                        // node is starting): tried again until its deadline.
+                        None if now().0 + CLAIM_RETRY_MS <= command.deadline => {
                             again.push((command, text));
                         }
                         None => {

@@ -91,9 +91,9 @@ impl Cluster {
                 redis.clone(),
                 scripts.clone(),
                 outbox,
-                sockets.unsent(),
                 node.boot(),
                 owners.clone(),
+                Arc::downgrade(&sockets),
             )),
             tokio::spawn(owners::sweep(
                 node.id().to_owned(),

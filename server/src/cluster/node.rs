@@ -59,6 +59,16 @@ impl Boot {
             .map(|(id, _)| id.clone())
     }
 
+    /// Whether Redis lost its data moments ago and rooms may not be claimed
+    /// yet (before the first id is known, rooms may not be claimed either,
+    /// but nothing is healing).
+    pub fn healing(&self) -> bool {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .as_ref()
+            .is_some_and(|(_, from)| tokio::time::Instant::now() < *from)
+    }
+
     /// How many times this node saw Redis lose its data: a change starts the
     /// restore passes ([`super::heal`]).
     pub fn losses(&self) -> u64 {

@@ -28,7 +28,7 @@ use metrics::gauge;
 use signalroom_core::cluster::ConnId;
 use signalroom_core::cluster::wire::CommandKind;
 use signalroom_core::cluster::wire::{Batch, Command};
-use signalroom_core::cluster::{Commit, Owner, Step};
+use signalroom_core::cluster::{Commit, Owner, ReadBack, Step, read_back};
 use signalroom_core::registry::RoomSnapshot;
 use signalroom_core::{Config, RoomChange};
 use tokio::sync::{mpsc, watch};
@@ -476,7 +476,7 @@ impl Owners {
         let early = !deleted
             && step.commit == Commit::Unchanged
             && !mine.is_empty()
-            && mine.iter().all(is_signal);
+            && mine.iter().all(Batch::is_signal);
         if early {
             self.sockets.receive_all(std::mem::take(&mut mine));
             if batches.is_empty() {
@@ -540,7 +540,7 @@ impl Owners {
                 };
                 // Nothing to write (a signal): nothing to undo either.
                 if let Some(wrote) = wrote
-                    && self.read_back(room, wrote).await
+                    && self.read_back(room, wrote, step.deadline).await
                 {
                     tracing::warn!(%room, "the commit went through after all: the change stands");
                     self.committed(room, owner, &step.changes);
@@ -571,25 +571,27 @@ impl Owners {
 
     /// After a commit whose answer was lost: whether `sr:snap:{room}` is what
     /// it wrote (`None`: deleted), so its change stands (its batches went out
-    /// with it). Asked on the same connection, behind the script if Redis
-    /// still has it; tried until Redis answers, at most [`READ_BACK_TRIES`]
-    /// times (the room is not served meanwhile). `false` when Redis never
-    /// answered: the change is undone, as it was before this read.
-    async fn read_back(&self, room: &str, wrote: Option<&str>) -> bool {
-        let mut get = redis::cmd("GET");
-        get.arg(scripts::snap_key(room));
+    /// with it). Read with Redis's clock and judged by the core
+    /// ([`read_back`]): until the step's deadline has passed, a script still
+    /// queued in Redis (the connection manager may have dropped the
+    /// connection it went out on) could yet run, so a read that does not find
+    /// it is repeated; past it, the script would answer `late`. Tried every
+    /// [`READ_BACK_RETRY`], at most [`READ_BACK_TRIES`] times (the room is
+    /// not served meanwhile); `false` when that gave no answer: the change is
+    /// undone, as it was before this read.
+    async fn read_back(&self, room: &str, wrote: Option<&str>, deadline: Option<u64>) -> bool {
         for _ in 0..READ_BACK_TRIES {
-            match self
-                .redis
-                .call::<Option<String>>("GET snapshot", &get)
-                .await
-            {
-                Ok(snap) => return snap.as_deref() == wrote,
-                Err(e) => {
-                    tracing::debug!(error = %e, %room, "cannot read a room back yet");
-                    tokio::time::sleep(READ_BACK_RETRY).await;
-                }
+            match self.scripts.read_back(&self.redis, room).await {
+                Ok((now, found)) => match read_back(wrote, found.as_deref(), now, deadline) {
+                    ReadBack::Stands => return true,
+                    ReadBack::Undone => return false,
+                    ReadBack::Wait => {
+                        tracing::debug!(%room, "the lost commit may still run: reading again");
+                    }
+                },
+                Err(e) => tracing::debug!(error = %e, %room, "cannot read a room back yet"),
             }
+            tokio::time::sleep(READ_BACK_RETRY).await;
         }
         false
     }
@@ -685,19 +687,6 @@ pub async fn sweep(
             }
         }
     }
-}
-
-/// Whether a batch is only a relayed `signal` (or its error): outside the
-/// room's sequence, no state read or changed.
-fn is_signal(batch: &Batch) -> bool {
-    let reply_is_signal = match &batch.reply {
-        None => true,
-        Some(signalroom_core::cluster::wire::BatchReply::Socket { event, .. }) => {
-            event == "signal" || event == "signal_error"
-        }
-        Some(_) => false,
-    };
-    batch.slot.is_none() && reply_is_signal && batch.events.iter().all(|e| e.event == "signal")
 }
 
 /// The epoch in a lease token `"{node}:{epoch}"`.

@@ -102,6 +102,12 @@ end
 return out
 ";
 
+/// KEYS: snapshot key. Redis's `TIME` in ms, and the snapshot (nil if none).
+const READ_BACK: &str = r"
+local t = redis.call('TIME')
+return {t[1] * 1000 + math.floor(t[2] / 1000), redis.call('GET', KEYS[1])}
+";
+
 /// KEYS: owner key, snapshot key, rooms hash. ARGV: token, mode (`keep`,
 /// `set`, `del`), room, snapshot, info, inbox maxlen, inbox ttl ms, the
 /// command's deadline on Redis's clock (ms; 0 for none), then (node, JSON
@@ -231,6 +237,7 @@ pub enum Committed {
 
 /// The three scripts, loaded once per node.
 pub struct Scripts {
+    read_back: Script,
     route_many: Script,
     commit: Script,
     renew: Script,
@@ -243,6 +250,7 @@ impl Scripts {
     /// Prepares the scripts (Redis loads them on first use).
     pub fn new() -> Self {
         Self {
+            read_back: Script::new(READ_BACK),
             route_many: Script::new(ROUTE_MANY),
             commit: Script::new(COMMIT),
             renew: Script::new(RENEW),
@@ -313,6 +321,17 @@ impl Scripts {
             "late" => Committed::Late,
             _ => Committed::Fenced,
         })
+    }
+
+    /// Redis's clock (ms) and `room`'s snapshot (`None`: no such room), read
+    /// together: what [`signalroom_core::cluster::read_back`] judges.
+    pub async fn read_back(
+        &self,
+        redis: &Redis,
+        room: &str,
+    ) -> Result<(u64, Option<String>), RedisDown> {
+        let inv = self.read_back.key(snap_key(room));
+        redis.invoke("read back", &inv).await
     }
 
     /// Extends `room`'s lease if `token` still holds it; `false` if it is lost.

@@ -540,3 +540,78 @@ fn a_dropped_socket_leaves_its_room_as_dropped() {
     assert!(matches!(&c.kind, CommandKind::Dropped { sid } if sid == "s"));
     assert!(h.dropped("s", 9).is_empty(), "once");
 }
+
+/// A signal ack for socket `s`'s request `req`, with the signal for `to` in the same batch.
+fn signal_ack(room: &str, req: u64, to: &str) -> Batch {
+    Batch {
+        room: room.into(),
+        epoch: 1,
+        slot: None,
+        reply: Some(BatchReply::Socket {
+            req,
+            sid: "s".into(),
+            event: "signal".into(),
+            payload: raw(json!({"to": "q"})),
+            emit: false,
+        }),
+        events: vec![BatchEvent {
+            to: vec![to.into()],
+            event: "signal".into(),
+            payload: raw(json!({"room_name": room, "from": "p", "data": 1})),
+        }],
+    }
+}
+
+#[test]
+fn a_signal_to_a_socket_of_this_node_is_acked_only_once_queued_for_it() {
+    let mut h = home();
+    h.connect("t");
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    h.receive(success("r", 1, 1), T0, 10);
+    h.event("t", ClientEvent::JoinRoom, join("r"), false, 9);
+    let mut t_joined = success("r", 2, 2);
+    if let Some(BatchReply::Socket { sid, .. }) = &mut t_joined.reply {
+        *sid = "t".into();
+    }
+    h.receive(t_joined, T0, 10);
+    let out = h.event(
+        "s",
+        ClientEvent::Signal,
+        Some(raw(json!({"to": "q", "data": 1}))),
+        false,
+        9,
+    );
+    assert_eq!(sent(&out), [("r".to_owned(), 3, "event")]);
+
+    // Target here, in the room: one Relay, with both answers; nothing emitted besides.
+    let out = h.receive(signal_ack("r", 3, "t"), T0, 11);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let Action::Relay {
+        sid,
+        to,
+        ack,
+        refused,
+        ..
+    } = &out[0]
+    else {
+        panic!("not a relay: {out:?}")
+    };
+    assert_eq!((sid.as_str(), to.as_str()), ("s", "t"));
+    assert_eq!(ack.get(), r#"{"to":"q"}"#);
+    let refused: serde_json::Value = serde_json::from_str(refused.get()).expect("json");
+    assert_eq!(refused["code"], "peer_not_found");
+
+    // Target on another node (not a socket here): the owner's ack stands.
+    h.event(
+        "s",
+        ClientEvent::Signal,
+        Some(raw(json!({"to": "q", "data": 1}))),
+        false,
+        9,
+    );
+    let out = h.receive(signal_ack("r", 4, "elsewhere"), T0, 12);
+    assert!(
+        matches!(&out[0], Action::Reply { event, emit: false, .. } if event == "signal"),
+        "{out:?}"
+    );
+}

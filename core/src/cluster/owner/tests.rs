@@ -809,3 +809,24 @@ fn a_groups_deadline_is_the_earliest_of_the_requests_it_applied_not_of_those_dro
     assert_ne!(departures.commit, Commit::Unchanged);
     assert_eq!(departures.deadline, None);
 }
+
+#[test]
+fn a_lost_commit_is_undone_only_once_it_can_no_longer_run() {
+    let wrote = Some("{\"v\":2}");
+    // Found what it wrote: it ran, whenever.
+    assert_eq!(
+        read_back(wrote, wrote, 5_000, Some(1_000)),
+        ReadBack::Stands
+    );
+    assert_eq!(read_back(None, None, 0, Some(1_000)), ReadBack::Stands);
+    // Not there yet, before its deadline: the script may still run.
+    let old = Some("{\"v\":1}");
+    assert_eq!(read_back(wrote, old, 999, Some(1_000)), ReadBack::Wait);
+    assert_eq!(read_back(wrote, old, 1_000, Some(1_000)), ReadBack::Wait);
+    assert_eq!(read_back(None, old, 1_000, Some(1_000)), ReadBack::Wait);
+    // Past it: the script would answer `late` and write nothing.
+    assert_eq!(read_back(wrote, old, 1_001, Some(1_000)), ReadBack::Undone);
+    assert_eq!(read_back(wrote, None, 1_001, Some(1_000)), ReadBack::Undone);
+    // No deadline: what was found decides.
+    assert_eq!(read_back(wrote, old, 0, None), ReadBack::Undone);
+}
