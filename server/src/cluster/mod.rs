@@ -26,6 +26,7 @@ mod owners;
 mod redis;
 mod rest;
 mod scripts;
+mod sender;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -86,7 +87,7 @@ impl Cluster {
         let inbox_redis = redis::Redis::open(url)?;
         counter!("signalroom_cluster_commands_forwarded_total").absolute(0);
         let tasks = vec![
-            tokio::spawn(home::send_commands(
+            tokio::spawn(sender::send_commands(
                 node.id().to_owned(),
                 redis.clone(),
                 scripts.clone(),

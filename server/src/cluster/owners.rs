@@ -616,7 +616,7 @@ impl Owners {
         let stopping = *self.stopping.borrow();
         let queued = std::iter::from_fn(|| rx.try_recv().ok());
         for command in left.into_iter().chain(queued) {
-            if super::home::is_departure(&command) && !stopping {
+            if super::sender::is_departure(&command) && !stopping {
                 // Nobody waits for an answer to a departure: route it again here.
                 self.outbox.send(command).ok();
             } else {
