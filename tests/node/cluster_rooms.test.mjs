@@ -10,7 +10,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { getJson, postJson, uniq, ids, request, parseMetrics, withTimeout } from '../lib/server.mjs';
+import { getJson, postJson, uniq, ids, request, parseMetrics, withTimeout, PollingSession } from '../lib/server.mjs';
 import { startCluster, CLUSTER_SKIP } from '../lib/cluster.mjs';
 
 const skip = CLUSTER_SKIP;
@@ -357,4 +357,38 @@ test('an HTTP peer joined through one node expires at the room\'s owner', { skip
   assert.deepEqual(ids(expired.peers), ['a']);
   const listed = await getJson(cluster.nodes[2].url, `/api/webrtc/rooms/${room}`);
   assert.deepEqual(ids(listed.body.peers), ['a']);
+});
+
+test('a signal to a peer on another node is acked once queued for it; one it cannot take is refused and the peer dropped', { skip }, async () => {
+  const small = await startCluster(2, ['--max-queued-packets', '4']);
+  try {
+    const room = uniq('relay-full');
+    const q = await small.on(0);
+    await q.join(room, 'Q'); // n1 owns the room
+    // P is on n2, over long-polling, and stops polling once it has joined.
+    const p = await new PollingSession(small.nodes[1].url).open();
+    await p.emit('join_room', { room_name: room, peer_id: 'P', username: 'P' });
+    for (let i = 0; ; i++) {
+      assert.ok(i < 10, 'P never got its join answer');
+      const packets = await p.get();
+      if (Array.isArray(packets) && packets.some((x) => x.startsWith('42["join_room_success"'))) break;
+    }
+    await q.next('peer_list_updated', (u) => ids(u.peers).includes('P'));
+    // Q signals P until one is refused (bounded): each ack says it was queued for P.
+    const acks = [];
+    for (let i = 0; i < 10; i++) {
+      const a = await q.ack('signal', { to: 'P', data: i });
+      acks.push(a);
+      if (a.code) break;
+    }
+    assert.equal(acks.at(-1).code, 'peer_not_found', `acks: ${JSON.stringify(acks)}`);
+    const queued = acks.filter((a) => a.to === 'P').length;
+    assert.ok(queued >= 1 && queued <= 4, `acks: ${JSON.stringify(acks)}`);
+    assert.equal((await q.next('signal_error')).code, 'peer_not_found');
+    // P was dropped: it leaves the room for Q, with its own version.
+    const left = await q.next('peer_list_updated', (u) => !ids(u.peers).includes('P'));
+    assert.deepEqual(ids(left.peers), ['Q']);
+  } finally {
+    await small.cleanup();
+  }
 });

@@ -51,7 +51,10 @@ test('past --max-connections a new session gets 503 server_full; existing sessio
   const s = await server(['--max-connections', '3']);
   const room = uniq('full');
   const ws = await client(s.url);
-  const poll = await client(s.url, { transports: ['polling'] });
+  // Its polls and POSTs reuse two kept-alive connections: a new TCP connection counts
+  // until its first request names the session, so a fresh one per poll could fill the
+  // cap for a moment and refuse the next handshake.
+  const poll = await client(s.url, { transports: ['polling'], agent: new http.Agent({ keepAlive: true, maxSockets: 2 }) });
   // The third starts on polling (so the server is full) and then upgrades: never refused.
   const upgrader = new Client(s.url, { transports: ['polling', 'websocket'] });
   clients.push(upgrader);

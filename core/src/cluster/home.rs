@@ -83,6 +83,29 @@ pub enum Action {
         /// The sender's answer when it was not (`peer_not_found`).
         refused: Box<RawValue>,
     },
+    /// A `signal` from a socket of node `home` to a socket here: queue
+    /// `signal` for `to`, then send `home` the sender's answer: `acked` when
+    /// `to` took it; `refused` when it could not (and drop `to`).
+    RelayFor {
+        /// The target.
+        to: String,
+        /// The `signal` event's payload for the target.
+        signal: Box<RawValue>,
+        /// The sender's node.
+        home: String,
+        /// The answer when it was queued: the ack `{to}`.
+        acked: Batch,
+        /// The answer when it was not: `peer_not_found`.
+        refused: Batch,
+    },
+    /// Send `batch` to the inbox of node `node` (the answer to a relayed
+    /// signal whose target is no longer here).
+    Forward {
+        /// The node.
+        node: String,
+        /// What it gets.
+        batch: Batch,
+    },
     /// Disconnect this socket: its room lost it and refused to take it back
     /// (`restore`), so its client joins again.
     Disconnect {
@@ -428,6 +451,43 @@ impl Home {
                     self.start(&sid, deadline, out);
                 }
             }
+            Some(BatchReply::Relay {
+                home,
+                req,
+                sid,
+                ack,
+            }) => {
+                let (room, epoch) = (batch.room.clone(), batch.epoch);
+                let answer = |event: &str, payload: Box<RawValue>, emit: bool| Batch {
+                    room: room.clone(),
+                    epoch,
+                    slot: None,
+                    reply: Some(BatchReply::Socket {
+                        req,
+                        sid: sid.clone(),
+                        event: event.to_owned(),
+                        payload,
+                        emit,
+                    }),
+                    events: Vec::new(),
+                };
+                if let Some(refused) = refused_signal(&ack, &room) {
+                    let refused = answer("signal_error", refused, true);
+                    match self.take_signal(&mut batch) {
+                        Some((to, signal)) => out.push(Action::RelayFor {
+                            to,
+                            signal,
+                            home,
+                            acked: answer("signal", ack, false),
+                            refused,
+                        }),
+                        None => out.push(Action::Forward {
+                            node: home,
+                            batch: refused,
+                        }),
+                    }
+                }
+            }
             Some(BatchReply::Http { req, status, body }) => {
                 out.push(Action::Http { req, status, body });
             }
@@ -475,26 +535,27 @@ impl Home {
     /// signal is taken out of `batch`'s events. `None` when the target is on
     /// another node (the owner's ack then says it was relayed there).
     fn relay(&self, sid: &str, ack: &RawValue, batch: &mut Batch) -> Option<Action> {
-        let to = serde_json::from_str::<SignalAck>(ack.get()).ok()?.to;
+        let refused = refused_signal(ack, &batch.room)?;
+        let (to, signal) = self.take_signal(batch)?;
+        Some(Action::Relay {
+            sid: sid.to_owned(),
+            to,
+            signal,
+            ack: ack.to_owned(),
+            refused,
+        })
+    }
+
+    /// Takes the `signal` for one socket of this node in `batch`'s room out
+    /// of its events: the target and the payload.
+    fn take_signal(&self, batch: &mut Batch) -> Option<(String, Box<RawValue>)> {
         let at = batch.events.iter().position(|e| {
             e.event == "signal"
                 && e.to.len() == 1
                 && self.room_of(&e.to[0]) == Some(batch.room.as_str())
         })?;
         let event = batch.events.remove(at);
-        // As the registry answers a signal to a peer no longer in the room.
-        let refused = Error::PeerNotFound {
-            peer_id: to,
-            room_name: batch.room.clone(),
-        }
-        .body(None);
-        Some(Action::Relay {
-            sid: sid.to_owned(),
-            to: event.to.into_iter().next()?,
-            signal: event.payload,
-            ack: ack.to_owned(),
-            refused: serde_json::value::to_raw_value(&refused).ok()?,
-        })
+        Some((event.to.into_iter().next()?, event.payload))
     }
 
     /// A socket closed: its room's owner, and the owner of a room it was
@@ -702,6 +763,19 @@ fn member_of(join: &Command, answer: &RawValue) -> Option<(Peer, UpdateMode)> {
         .into_iter()
         .find(|p| p.peer_id == success.peer_id)?;
     Some((peer, mode))
+}
+
+/// The sender's answer to a signal (whose ack is `ack`, `{to}`) that its
+/// target could not take, as the registry answers a signal to a peer no
+/// longer in the room.
+fn refused_signal(ack: &RawValue, room: &str) -> Option<Box<RawValue>> {
+    let to = serde_json::from_str::<SignalAck>(ack.get()).ok()?.to;
+    let body = Error::PeerNotFound {
+        peer_id: to,
+        room_name: room.to_owned(),
+    }
+    .body(None);
+    serde_json::value::to_raw_value(&body).ok()
 }
 
 #[cfg(test)]

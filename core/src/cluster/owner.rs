@@ -21,7 +21,7 @@ use serde_json::value::{RawValue, to_raw_value};
 
 use super::wire::{Batch, BatchEvent, BatchReply, Command, CommandKind};
 use super::{ConnId, Slot, split_by_node};
-use crate::protocol::{Payload, RoomInfo};
+use crate::protocol::{EventName, Payload, RoomInfo};
 use crate::registry::{ClientEvent, Config, Delivery, Registry, Reply, RoomChange};
 use crate::registry::{HolderSnapshot, RoomSnapshot, SnapshotError};
 use crate::time::Timestamp;
@@ -429,7 +429,22 @@ impl Owner {
         }
         let split = split_by_node(&deliveries);
         nodes.extend(split.keys().map(|n| (*n).to_owned()));
-        let to_home = matches!(reply, Some(Answer::Socket(..) | Answer::Restored(..)));
+        // A signal's ack for a sender on another node than its target's is
+        // given by the target's node, once it queued it (`BatchReply::Relay`).
+        let relay_to = match &reply {
+            Some(Answer::Socket(_, r))
+                if r.event.name == EventName::Signal && !r.emit && split.len() == 1 =>
+            {
+                split
+                    .keys()
+                    .next()
+                    .filter(|n| **n != home)
+                    .map(|n| (*n).to_owned())
+            }
+            _ => None,
+        };
+        let to_home =
+            relay_to.is_none() && matches!(reply, Some(Answer::Socket(..) | Answer::Restored(..)));
         if to_home {
             nodes.push(home.to_owned());
         }
@@ -457,6 +472,17 @@ impl Owner {
                     event: r.event.name.as_str().to_owned(),
                     payload,
                     emit: r.emit,
+                });
+            }
+            if relay_to.as_deref() == Some(node.as_str())
+                && let Some(Answer::Socket(sid, r)) = &reply
+                && let Some(ack) = encode(&r.event.payload)
+            {
+                batch.reply = Some(BatchReply::Relay {
+                    home: home.to_owned(),
+                    req,
+                    sid: sid.clone(),
+                    ack,
                 });
             }
             if node == home

@@ -139,6 +139,7 @@ impl Batch {
         let reply_is_signal = match &self.reply {
             None => true,
             Some(BatchReply::Socket { event, .. }) => event == "signal" || event == "signal_error",
+            Some(BatchReply::Relay { .. }) => true,
             Some(_) => false,
         };
         self.slot.is_none() && reply_is_signal && self.events.iter().all(|e| e.event == "signal")
@@ -185,6 +186,21 @@ pub enum BatchReply {
         sid: String,
         /// Whether the member is listed again.
         ok: bool,
+    },
+    /// To the target's node of a `signal` whose sender is on another node:
+    /// once the signal (this batch's event) is queued for its target, answer
+    /// the sender `sid` on node `home` with `ack`; if the target cannot take
+    /// it, with `peer_not_found` (a batch sent to `home`'s inbox). So a
+    /// signal's ack means, across nodes too, that it was queued for its target.
+    Relay {
+        /// The sender's node.
+        home: String,
+        /// The sender's request.
+        req: u64,
+        /// The sender.
+        sid: String,
+        /// The ack (`{to}`).
+        ack: Box<RawValue>,
     },
 }
 

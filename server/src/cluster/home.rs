@@ -73,6 +73,18 @@ pub struct Sockets {
     unsent: Arc<std::sync::atomic::AtomicUsize>,
     state: Mutex<State>,
     outbox: mpsc::UnboundedSender<Command>,
+    /// Answers to relayed signals, for the senders' nodes ([`super::sender::forward`]).
+    forwards: mpsc::UnboundedSender<(String, Batch)>,
+}
+
+/// The receiving ends of a [`Sockets`]' channels: its commands, for
+/// [`super::sender::send_commands`], and its answers for other nodes, for
+/// [`super::sender::forward`].
+pub struct Outgoing {
+    /// Commands to route.
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    /// Batches for other nodes' inboxes: `(node, batch)`.
+    pub forwards: mpsc::UnboundedReceiver<(String, Batch)>,
 }
 
 /// A deadline for a command sent now, ms on the wall clock.
@@ -81,10 +93,11 @@ fn deadline() -> u64 {
 }
 
 impl Sockets {
-    /// The home side of node `node`; returns it with the receiving end of its
-    /// outbox, for [`send_commands`].
-    pub fn new(node: &str, config: Config) -> (Arc<Self>, mpsc::UnboundedReceiver<Command>) {
-        let (outbox, rx) = mpsc::unbounded_channel();
+    /// The home side of node `node`; returns it with the receiving ends of
+    /// its channels.
+    pub fn new(node: &str, config: Config) -> (Arc<Self>, Outgoing) {
+        let (outbox, commands) = mpsc::unbounded_channel();
+        let (forwards, forwarded) = mpsc::unbounded_channel();
         let state = State {
             home: Home::new(node, config, MAX_HELD, MAX_WAIT_MS),
             sockets: HashMap::new(),
@@ -98,13 +111,25 @@ impl Sockets {
             unsent: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             state: Mutex::new(state),
             outbox,
+            forwards,
         });
-        (sockets, rx)
+        let outgoing = Outgoing {
+            commands,
+            forwards: forwarded,
+        };
+        (sockets, outgoing)
     }
 
     /// Where commands go to be routed, in order (also for the takeover sweep).
     pub fn outbox(&self) -> mpsc::UnboundedSender<Command> {
         self.outbox.clone()
+    }
+
+    /// Queues `batch` for node `node`'s inbox.
+    fn forward(&self, node: String, batch: Batch) {
+        if self.forwards.send((node, batch)).is_err() {
+            tracing::error!("the answer forwarder has stopped");
+        }
     }
 
     /// How many commands of this node's sockets wait to be routed (shared with the sender).
@@ -418,6 +443,19 @@ impl Sockets {
                         reply(st, sid, "signal_error", &refused, true, &mut full);
                     }
                 }
+                Action::RelayFor {
+                    to,
+                    signal,
+                    home,
+                    acked,
+                    refused,
+                } => {
+                    let missed = full.len();
+                    emit(st, std::slice::from_ref(&to), "signal", &signal, &mut full);
+                    let answer = if full.len() == missed { acked } else { refused };
+                    self.forward(home, answer);
+                }
+                Action::Forward { node, batch } => self.forward(node, batch),
                 Action::Emit { to, event, payload } => emit(st, &to, &event, &payload, &mut full),
                 Action::Disconnect { sid } => {
                     if let Some(socket) = st.sockets.get(&sid).cloned() {

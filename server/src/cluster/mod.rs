@@ -73,7 +73,7 @@ impl Cluster {
         let node = Node::start(url, id, addr, health)?;
         let redis = node.redis().clone();
         let scripts = Arc::new(Scripts::new());
-        let (sockets, outbox) = Sockets::new(node.id(), config.clone());
+        let (sockets, outgoing) = Sockets::new(node.id(), config.clone());
         let owners = Owners::new(
             node.id().to_owned(),
             redis.clone(),
@@ -91,10 +91,15 @@ impl Cluster {
                 node.id().to_owned(),
                 redis.clone(),
                 scripts.clone(),
-                outbox,
+                outgoing.commands,
                 node.boot(),
                 owners.clone(),
                 Arc::downgrade(&sockets),
+            )),
+            tokio::spawn(sender::forward(
+                redis.clone(),
+                scripts.clone(),
+                outgoing.forwards,
             )),
             tokio::spawn(owners::sweep(
                 node.id().to_owned(),

@@ -102,6 +102,14 @@ end
 return out
 ";
 
+/// KEYS: a node's inbox. ARGV: inbox maxlen, inbox ttl ms, a JSON array of
+/// batches (one inbox message, `bs`).
+const DELIVER: &str = r"
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'bs', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
 /// KEYS: snapshot key. Redis's `TIME` in ms, and the snapshot (nil if none).
 const READ_BACK: &str = r"
 local t = redis.call('TIME')
@@ -237,6 +245,7 @@ pub enum Committed {
 
 /// The three scripts, loaded once per node.
 pub struct Scripts {
+    deliver: Script,
     read_back: Script,
     route_many: Script,
     commit: Script,
@@ -250,6 +259,7 @@ impl Scripts {
     /// Prepares the scripts (Redis loads them on first use).
     pub fn new() -> Self {
         Self {
+            deliver: Script::new(DELIVER),
             read_back: Script::new(READ_BACK),
             route_many: Script::new(ROUTE_MANY),
             commit: Script::new(COMMIT),
@@ -321,6 +331,14 @@ impl Scripts {
             "late" => Committed::Late,
             _ => Committed::Fenced,
         })
+    }
+
+    /// Appends `batches` (a JSON array) to `node`'s inbox as one message.
+    pub async fn deliver(&self, redis: &Redis, node: &str, batches: &str) -> Result<(), RedisDown> {
+        let mut inv = self.deliver.key(inbox_key(node));
+        inv.arg(INBOX_MAXLEN).arg(INBOX_TTL_MS).arg(batches);
+        let _: i64 = redis.invoke("deliver", &inv).await?;
+        Ok(())
     }
 
     /// Redis's clock (ms) and `room`'s snapshot (`None`: no such room), read

@@ -7,13 +7,14 @@
 //! it is routed again until Redis takes it. While Redis heals (it lost its
 //! data moments ago) no room is claimed, and a request for a room nobody owns
 //! is answered `unavailable` at once rather than creating an empty copy of a
-//! room whose owner is about to write it back.
+//! room whose owner is about to write it back. The same module sends this
+//! node's answers to relayed signals to their senders' nodes ([`forward`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ::metrics::counter;
-use signalroom_core::cluster::wire::{Command, CommandKind};
+use signalroom_core::cluster::wire::{Batch, Command, CommandKind};
 use tokio::sync::mpsc;
 
 use super::clock::now;
@@ -197,4 +198,43 @@ pub fn is_departure(command: &Command) -> bool {
         command.kind,
         CommandKind::Disconnect { .. } | CommandKind::Dropped { .. } | CommandKind::MovedOut { .. }
     )
+}
+
+/// Sends the batches this node's sockets owe other nodes (the answers to
+/// signals relayed to them, [`super::home::Outgoing::forwards`]) to those
+/// nodes' inboxes: everything queued at once, one message per node, in
+/// order. One that cannot be sent is lost: its sender's request is answered
+/// `unavailable` by its home node's timer.
+pub async fn forward(
+    redis: Redis,
+    scripts: Arc<Scripts>,
+    mut rx: mpsc::UnboundedReceiver<(String, Batch)>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut by_node: Vec<(String, Vec<Batch>)> = Vec::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some((node, batch)) = next.take() {
+            match by_node.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, list)) => list.push(batch),
+                None => by_node.push((node, vec![batch])),
+            }
+            taken += 1;
+            if taken < ROUTE_MAX {
+                next = rx.try_recv().ok();
+            }
+        }
+        for (node, batches) in by_node {
+            let text = match serde_json::to_string(&batches) {
+                Ok(text) => text,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot serialize batches");
+                    continue;
+                }
+            };
+            if let Err(e) = scripts.deliver(&redis, &node, &text).await {
+                tracing::warn!(error = %e, %node, "cannot send answers to a node");
+            }
+        }
+    }
 }

@@ -615,3 +615,83 @@ fn a_signal_to_a_socket_of_this_node_is_acked_only_once_queued_for_it() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_signal_from_another_node_is_answered_to_its_node_once_queued_here() {
+    let mut h = home();
+    h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    h.receive(success("r", 1, 1), T0, 10);
+    let relayed = |to: &str| Batch {
+        room: "r".into(),
+        epoch: 3,
+        slot: None,
+        reply: Some(BatchReply::Relay {
+            home: "n2".into(),
+            req: 7,
+            sid: "x".into(),
+            ack: raw(json!({"to": "p"})),
+        }),
+        events: vec![BatchEvent {
+            to: vec![to.into()],
+            event: "signal".into(),
+            payload: raw(json!({"room_name": "r", "from": "q", "data": 1})),
+        }],
+    };
+    let answer = |b: &Batch| match &b.reply {
+        Some(BatchReply::Socket {
+            req,
+            sid,
+            event,
+            payload,
+            emit,
+        }) => (
+            *req,
+            sid.clone(),
+            event.clone(),
+            payload.get().to_owned(),
+            *emit,
+        ),
+        other => panic!("not a socket answer: {other:?}"),
+    };
+    // The target is here, in the room: both answers ready, for n2's sender.
+    let out = h.receive(relayed("s"), T0, 11);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let Action::RelayFor {
+        to,
+        home,
+        acked,
+        refused,
+        ..
+    } = &out[0]
+    else {
+        panic!("not a relay: {out:?}")
+    };
+    assert_eq!((to.as_str(), home.as_str()), ("s", "n2"));
+    assert_eq!(
+        answer(acked),
+        (
+            7,
+            "x".into(),
+            "signal".into(),
+            r#"{"to":"p"}"#.into(),
+            false
+        )
+    );
+    let (req, sid, event, payload, emit) = answer(refused);
+    assert_eq!(
+        (req, sid.as_str(), event.as_str(), emit),
+        (7, "x", "signal_error", true)
+    );
+    assert!(payload.contains("peer_not_found"), "{payload}");
+    assert_eq!(
+        (acked.slot, acked.epoch, acked.room.as_str()),
+        (None, 3, "r")
+    );
+    // The target is no longer here: refused at once.
+    let out = h.receive(relayed("gone"), T0, 12);
+    let [Action::Forward { node, batch }] = out.as_slice() else {
+        panic!("not a forward: {out:?}")
+    };
+    assert_eq!(node, "n2");
+    assert_eq!(answer(batch).2, "signal_error");
+}

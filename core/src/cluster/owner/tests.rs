@@ -58,6 +58,7 @@ fn shape(step: &Step) -> Vec<Shape> {
                 Some(BatchReply::Moved { .. }) => Some("moved".into()),
                 Some(BatchReply::Http { .. }) => Some("http".into()),
                 Some(BatchReply::Restored { ok, .. }) => Some(format!("restored {ok}")),
+                Some(BatchReply::Relay { home, sid, .. }) => Some(format!("relay to {home} {sid}")),
                 None => None,
             };
             let events = b
@@ -141,12 +142,35 @@ fn signals_cross_nodes_without_a_version() {
     );
     let step = o.apply(to_b, T0);
     assert_eq!(step.commit, Commit::Unchanged);
+    // The ack goes with the signal to b's node, which gives it once b took it.
     assert_eq!(
         shape(&step),
-        [
-            (s("n1"), None, Some(s("signal")), vec![]),
-            (s("n2"), None, None, vec![(s("signal"), vec![s("b")])]),
-        ]
+        [(
+            s("n2"),
+            None,
+            Some(s("relay to n1 a")),
+            vec![(s("signal"), vec![s("b")])]
+        )]
+    );
+    let Some(BatchReply::Relay { req, ack, .. }) = &step.batches[0].1.reply else {
+        panic!("a relay");
+    };
+    assert_eq!((*req, ack.get()), (3, r#"{"to":"pb"}"#));
+    assert!(step.batches[0].1.is_signal());
+    // A signal between two sockets of one node: one batch, ack and signal.
+    let _ = o.apply(join("n1", "c", "pc"), T0);
+    let step = o.apply(
+        event("n1", "a", 5, "signal", json!({"to": "pc", "data": 1})),
+        T0,
+    );
+    assert_eq!(
+        shape(&step),
+        [(
+            s("n1"),
+            None,
+            Some(s("signal")),
+            vec![(s("signal"), vec![s("c")])]
+        )]
     );
     let absent = event("n1", "a", 4, "signal", json!({"to": "zz", "data": 1}));
     let step = o.apply(absent, T0);
