@@ -7,9 +7,11 @@
 //! order they were decided, to the sender task ([`super::sender`]); answers
 //! and events are emitted to the local sockets, each packet encoded once and
 //! shared by its recipients; a recipient whose queue is full is disconnected
-//! (its departure then reaches its room's owner). A `signal` whose sender and
-//! target are both here is acked only once it is queued for the target
-//! (`Action::Relay`), as on one node. A request
+//! (its departure then reaches its room's owner). A `signal` is acked only
+//! once it is queued for its target, as on one node: here when sender and
+//! target are both here (`Action::Relay`); for a sender on another node, this
+//! node (the target's) sends the answer to the sender's node
+//! (`Action::RelayFor`, through [`super::sender::forward`]). A request
 //! with no answer within [`ANSWER_TIMEOUT`] is answered `unavailable` here and
 //! the socket's next request may start. All of it runs under one lock, so the
 //! order decided is the order emitted. REST joins and removals of HTTP peers
