@@ -11,8 +11,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { getJson, uniq, ids, withTimeout } from '../lib/server.mjs';
-import { startCluster, CLUSTER_SKIP } from '../lib/cluster.mjs';
+import { getJson, uniq, ids, withTimeout, startServer, connect } from '../lib/server.mjs';
+import { startCluster, CLUSTER_SKIP, CLUSTER_BIN } from '../lib/cluster.mjs';
 
 const skip = CLUSTER_SKIP;
 /** The contract's bound for a dead node's peers to be removed. */
@@ -46,6 +46,39 @@ test('a killed node\'s peers leave within 10 s, each its own version', { skip },
     const last = await a.next('peer_list_updated', (p) => p.version === 6, DEAD_NODE_MS);
     assert.deepEqual(ids(last.peers), ['a', 'd']);
   } finally {
+    await cleanup();
+  }
+});
+
+test('a node killed and restarted at once under the same --node-id: its old peers still leave within 10 s', { skip }, async () => {
+  const { redis, nodes, on, cleanup } = await startCluster(2);
+  let again;
+  try {
+    const room = uniq('reborn');
+    const a = await on(0); // n1 owns the room
+    const b = await on(1);
+    await a.join(room, 'a');
+    await b.join(room, 'b');
+    await a.next('peer_list_updated', (p) => p.version === 2);
+    await kill(nodes[1]);
+    // Its supervisor starts it again right away, with the same name, while the dead
+    // run's registration (3 s) is still there.
+    again = await startServer(['--redis-url', redis.url, '--node-id', 'n2'], { bin: CLUSTER_BIN, single: true });
+    const registered = await redis.command('KEYS', 'sr:node:n2.*');
+    assert.equal(registered.length, 2, `both runs registered: ${registered}`);
+    // b's peer leaves as a dead node's does, and the new run serves the room.
+    const left = await a.next('peer_list_updated', (p) => p.version === 3, DEAD_NODE_MS);
+    assert.deepEqual(ids(left.peers), ['a']);
+    const c = await connect(again.url);
+    try {
+      const joined = await c.join(room, 'b');
+      assert.deepEqual(ids(joined.success.peers), ['a', 'b']);
+      assert.equal(joined.success.version, 4);
+    } finally {
+      c.close();
+    }
+  } finally {
+    await again?.stop();
     await cleanup();
   }
 });
@@ -182,7 +215,7 @@ test('Redis restarted empty: no node claims a room before its owner writes it ba
       await redis.restart();
       // n2 is back on the empty Redis (it registers and reads the new sr:boot in one beat).
       await withTimeout((async () => {
-        while (await redis.command('EXISTS', 'sr:node:n2') !== 1) {
+        while ((await redis.command('KEYS', 'sr:node:n2.*')).length !== 1) {
           await new Promise((resolve) => { setTimeout(resolve, 50); });
         }
       })(), 5000, 'n2 registered again');

@@ -108,8 +108,8 @@ pub struct Node {
 }
 
 impl Node {
-    /// Registers this node in the Redis at `url` under `id` (random when
-    /// `None`) and starts its heartbeat, which drives `health`. Fails only on
+    /// Registers this node in the Redis at `url` as `{id}.{8 random hex
+    /// digits}` (`id` random when `None`) and starts its heartbeat, which drives `health`. Fails only on
     /// a malformed URL: an unreachable Redis makes the node unhealthy, not absent.
     pub fn start(
         url: &str,
@@ -118,7 +118,12 @@ impl Node {
         health: Health,
     ) -> anyhow::Result<Arc<Self>> {
         let redis = Redis::open(url)?;
-        let id = id.unwrap_or_else(random_id);
+        // Each run is a node of its own: a node restarted under the same
+        // name (a crash, then its supervisor) must not pass for its
+        // predecessor, whose registration may still be alive for a moment
+        // and whose peers must leave as a dead node's do.
+        let name = id.unwrap_or_else(random_id);
+        let id = format!("{name}.{}", &random_id()[..8]);
         let key = format!("sr:node:{id}");
         let record =
             json!({"node": id, "addr": addr.to_string(), "started_at": now().0}).to_string();
@@ -143,7 +148,7 @@ impl Node {
         }))
     }
 
-    /// The node's id.
+    /// The node's id in the cluster: its name and this run's suffix.
     pub fn id(&self) -> &str {
         &self.id
     }
