@@ -83,6 +83,15 @@ impl FromMessage<LocalAdapter> for Handled {
         let socket = SocketRef::from(s.clone());
         if verdict != Verdict::Allow {
             // Refused without looking at the payload: nothing changes.
+            #[cfg(feature = "cluster")]
+            if let Some(cluster) = hub.cluster.get() {
+                // Answered in its turn, after the socket's requests still with their owners.
+                cluster.refused(&socket, ack, event, Error::RateLimited);
+                if verdict == Verdict::Disconnect {
+                    socket.disconnect().ok();
+                }
+                return Ok(Handled);
+            }
             let reply = Reply::refused(event, &Error::RateLimited);
             // The lock is released before closing: a socket whose DISCONNECT
             // can be queued runs its disconnect handler at once, which locks the hub.

@@ -38,6 +38,18 @@ for (const transport of ['websocket', 'polling']) {
   });
 }
 
+test('an event refused by the rate is answered after the answer to the socket\'s earlier request', async () => {
+  // In cluster mode the join waits for its room's owner; the refusal waits behind it.
+  const room = uniq('in-turn');
+  const a = await client(srv.url);
+  a.sock.emit('join_room', { room_name: room, peer_id: 'a', username: 'A' });
+  for (let i = 0; i < 200; i++) a.emit('no_such_event', i);
+  a.sock.emit('get_peers', {});
+  const first = await a.nextAny(['join_room_success', 'get_peers_error']);
+  assert.equal(first.event, 'join_room_success');
+  assert.deepEqual(await a.next('get_peers_error'), LIMITED);
+});
+
 test('each event kind answers its own *_error; a relayed signal is refused too', async () => {
   const room = uniq('kinds');
   const a = await client(srv.url);

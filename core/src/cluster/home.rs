@@ -128,6 +128,8 @@ struct Queued {
     event: ClientEvent,
     payload: Option<Box<RawValue>>,
     binary: bool,
+    /// Refused before it was looked at: answered with this error in its turn.
+    refused: Option<Error>,
 }
 
 #[derive(Debug, Default)]
@@ -233,6 +235,32 @@ impl Home {
             event,
             payload,
             binary,
+            refused: None,
+        });
+        let mut out = Vec::new();
+        self.start(sid, deadline, &mut out);
+        out
+    }
+
+    /// An event of socket `sid` refused before it was looked at (`error`:
+    /// the event rate's `rate_limited`): answered here, but in its turn,
+    /// after the answers to the socket's earlier requests, so that a socket's
+    /// events are answered in the order it sent them.
+    pub fn refused(
+        &mut self,
+        sid: &str,
+        event: ClientEvent,
+        error: Error,
+        deadline: u64,
+    ) -> Vec<Action> {
+        let Some(local) = self.sockets.get_mut(sid) else {
+            return Vec::new();
+        };
+        local.queue.push_back(Queued {
+            event,
+            payload: None,
+            binary: false,
+            refused: Some(error),
         });
         let mut out = Vec::new();
         self.start(sid, deadline, &mut out);
@@ -251,6 +279,13 @@ impl Home {
             let Some(q) = local.queue.pop_front() else {
                 return;
             };
+            if let Some(error) = &q.refused {
+                out.push(Action::Answer {
+                    sid: sid.to_owned(),
+                    reply: Reply::refused(q.event, error),
+                });
+                continue;
+            }
             let target = match q.event {
                 ClientEvent::JoinRoom if !q.binary => parse_join_text(q.payload.as_deref())
                     .ok()

@@ -235,6 +235,28 @@ impl Sockets {
         self.close(closing);
     }
 
+    /// An event of `socket` refused before it was looked at (the event
+    /// rate): answered `error` here, after its earlier requests' answers.
+    pub fn refused(
+        self: &Arc<Self>,
+        socket: &SocketRef,
+        ack: AckSender,
+        event: ClientEvent,
+        error: Error,
+    ) {
+        let sid = socket.id.to_string();
+        let closing = {
+            let mut st = self.lock();
+            if !st.sockets.contains_key(&sid) {
+                return;
+            }
+            st.acks.entry(sid.clone()).or_default().push_back(ack);
+            let actions = st.home.refused(&sid, event, error, deadline());
+            self.perform(&mut st, actions)
+        };
+        self.close(closing);
+    }
+
     /// A socket closed: the owners of its rooms are told.
     pub fn disconnect(self: &Arc<Self>, sid: &str) {
         let closing = {

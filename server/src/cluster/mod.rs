@@ -154,6 +154,12 @@ impl Cluster {
         self.sockets.event(socket, ack, event, payload, binary);
     }
 
+    /// An event of `socket` refused before it was looked at (the event
+    /// rate), answered in its turn after the socket's earlier requests.
+    pub fn refused(&self, socket: &SocketRef, ack: AckSender, event: ClientEvent, error: Error) {
+        self.sockets.refused(socket, ack, event, error);
+    }
+
     /// A socket closed.
     pub fn disconnect(&self, sid: &str) {
         self.sockets.disconnect(sid);

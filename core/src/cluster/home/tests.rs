@@ -695,3 +695,31 @@ fn a_signal_from_another_node_is_answered_to_its_node_once_queued_here() {
     assert_eq!(node, "n2");
     assert_eq!(answer(batch).2, "signal_error");
 }
+
+#[test]
+fn an_event_refused_by_the_rate_is_answered_in_its_turn() {
+    let mut h = home();
+    let out = h.event("s", ClientEvent::JoinRoom, join("r"), false, 9);
+    assert_eq!(sent(&out), [("r".to_owned(), 1, "event")]);
+    // Refused while the join is with its owner: it waits for the join's answer.
+    assert!(
+        h.refused("s", ClientEvent::GetPeers, Error::RateLimited, 9)
+            .is_empty()
+    );
+    let out = h.receive(success("r", 1, 1), T0, 10);
+    assert!(matches!(&out[0], Action::Reply { event, .. } if event == "join_room_success"));
+    let Action::Answer { sid, reply } = &out[1] else {
+        panic!("not an answer: {out:?}")
+    };
+    assert_eq!(sid, "s");
+    assert_eq!(
+        reply.error_body().map(|b| b.code),
+        Some(crate::ErrorCode::RateLimited)
+    );
+    assert_eq!(out.len(), 2, "{out:?}");
+    // With nothing in flight it is answered at once.
+    let out = h.refused("s", ClientEvent::Signal, Error::RateLimited, 11);
+    assert!(
+        matches!(&out[..], [Action::Answer { reply, .. }] if reply.event.name.as_str() == "signal_error")
+    );
+}
