@@ -96,6 +96,32 @@ fn resp(port: u16, args: &[&str]) -> String {
     line.trim_end().to_owned()
 }
 
+/// The keys matching `pattern` (`KEYS`).
+fn keys(port: u16, pattern: &str) -> Vec<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("redis connects");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let frame = format!("*2\r\n$4\r\nKEYS\r\n${}\r\n{pattern}\r\n", pattern.len());
+    s.write_all(frame.as_bytes()).expect("writes");
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("a reply");
+    let n: usize = line.trim_end()[1..].parse().expect("an array");
+    (0..n)
+        .map(|_| {
+            let mut len = String::new();
+            reader.read_line(&mut len).expect("a length");
+            let mut key = String::new();
+            reader.read_line(&mut key).expect("a key");
+            key.trim_end().to_owned()
+        })
+        .collect()
+}
+
+/// The registration keys of the runs of node `name` (`sr:node:{name}.{suffix}`).
+fn registered(port: u16, name: &str) -> Vec<String> {
+    keys(port, &format!("sr:node:{name}.*"))
+}
+
 /// A node on a free port; returns it with its HTTP port.
 fn node(args: &[&str]) -> (Proc, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_signalroom"))
@@ -156,14 +182,19 @@ fn a_node_registers_with_a_short_ttl_and_leaves_on_sigterm() {
     let (_redis, rport) = redis();
     let (mut n1, hport) = node(&["--redis-url", &url(rport), "--node-id", "n1"]);
     within(Duration::from_secs(5), "n1 registered", || {
-        resp(rport, &["EXISTS", "sr:node:n1"]) == ":1"
+        registered(rport, "n1").len() == 1
     });
-    let ttl: i64 = resp(rport, &["PTTL", "sr:node:n1"])[1..]
-        .parse()
-        .expect("a number");
+    // Each run is its own node: the name, a dot and a random suffix.
+    let key = registered(rport, "n1").remove(0);
+    let suffix = &key["sr:node:n1.".len()..];
+    assert!(
+        suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{key}"
+    );
+    let ttl: i64 = resp(rport, &["PTTL", &key])[1..].parse().expect("a number");
     assert!((1..=3000).contains(&ttl), "ttl {ttl} ms");
-    let record = resp(rport, &["GET", "sr:node:n1"]);
-    assert!(record.contains(r#""node":"n1""#), "{record}");
+    let record = resp(rport, &["GET", &key]);
+    assert!(record.contains(r#""node":"n1."#), "{record}");
     assert!(record.contains(&format!("127.0.0.1:{hport}")), "{record}");
     within(Duration::from_secs(5), "healthy", || {
         get(hport, "/healthz").0 == 200
@@ -182,7 +213,7 @@ fn a_node_registers_with_a_short_ttl_and_leaves_on_sigterm() {
     signal(&n1.0, "TERM");
     let status = n1.0.wait().expect("waits");
     assert!(status.success(), "exit status {status}");
-    assert_eq!(resp(rport, &["EXISTS", "sr:node:n1"]), ":0");
+    assert_eq!(registered(rport, "n1"), Vec::<String>::new());
 }
 
 #[test]
@@ -193,20 +224,19 @@ fn nodes_without_an_id_get_distinct_random_ones() {
     within(Duration::from_secs(5), "two nodes registered", || {
         resp(rport, &["EXISTS", "sr:boot"]) == ":1" && resp(rport, &["DBSIZE"]) == ":3"
     });
-    let mut s = TcpStream::connect(("127.0.0.1", rport)).expect("connects");
-    s.write_all(b"*2\r\n$4\r\nKEYS\r\n$9\r\nsr:node:*\r\n")
-        .expect("writes");
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    let mut buf = [0u8; 256];
-    let n = s.read(&mut buf).expect("reads");
-    let text = String::from_utf8_lossy(&buf[..n]);
-    let ids: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("sr:node:"))
+    let keys = keys(rport, "sr:node:*");
+    let ids: Vec<&str> = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix("sr:node:"))
         .collect();
-    assert_eq!(ids.len(), 2, "{text}");
+    assert_eq!(ids.len(), 2, "{keys:?}");
     assert_ne!(ids[0], ids[1]);
-    assert!(ids.iter().all(|id| id.len() == 16), "{ids:?}");
+    // A random name (16 hex digits), a dot, the run's suffix (8).
+    assert!(
+        ids.iter()
+            .all(|id| id.len() == 25 && id.as_bytes()[16] == b'.'),
+        "{ids:?}"
+    );
 }
 
 #[test]
@@ -240,7 +270,7 @@ fn a_node_registers_again_when_redis_returns_empty() {
     let (redis, rport) = redis();
     let (_n1, hport) = node(&["--redis-url", &url(rport), "--node-id", "n1"]);
     within(Duration::from_secs(5), "n1 registered", || {
-        resp(rport, &["EXISTS", "sr:node:n1"]) == ":1"
+        registered(rport, "n1").len() == 1
     });
     drop(redis);
     within(Duration::from_secs(5), "503 while Redis is gone", || {
@@ -248,7 +278,7 @@ fn a_node_registers_again_when_redis_returns_empty() {
     });
     let _again = redis_on(rport).expect("the same port is free again");
     within(Duration::from_secs(10), "n1 registered again", || {
-        resp(rport, &["EXISTS", "sr:node:n1"]) == ":1"
+        registered(rport, "n1").len() == 1
     });
     within(Duration::from_secs(5), "healthy again", || {
         get(hport, "/healthz").0 == 200
@@ -266,7 +296,7 @@ fn a_node_started_before_redis_is_unhealthy_until_redis_comes() {
     within(
         Duration::from_secs(10),
         "registered once Redis runs",
-        || resp(rport, &["EXISTS", "sr:node:n1"]) == ":1",
+        || registered(rport, "n1").len() == 1,
     );
     within(Duration::from_secs(5), "healthy", || {
         get(hport, "/healthz").0 == 200
