@@ -222,7 +222,7 @@ fn nodes_without_an_id_get_distinct_random_ones() {
     let (_a, _) = node(&["--redis-url", &url(rport)]);
     let (_b, _) = node(&["--redis-url", &url(rport)]);
     within(Duration::from_secs(5), "two nodes registered", || {
-        resp(rport, &["EXISTS", "sr:boot"]) == ":1" && resp(rport, &["DBSIZE"]) == ":3"
+        resp(rport, &["EXISTS", "sr:boot"]) == ":1" && keys(rport, "sr:node:*").len() == 2
     });
     let keys = keys(rport, "sr:node:*");
     let ids: Vec<&str> = keys
@@ -301,4 +301,40 @@ fn a_node_started_before_redis_is_unhealthy_until_redis_comes() {
     within(Duration::from_secs(5), "healthy", || {
         get(hport, "/healthz").0 == 200
     });
+}
+
+/// The value of a gauge or counter in `/metrics` (no labels).
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let (_, text) = get(port, "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn nodes_with_different_room_settings_are_told() {
+    let (_redis, rport) = redis();
+    let (_n1, p1) = node(&["--redis-url", &url(rport), "--node-id", "n1"]);
+    let (_n2, p2) = node(&["--redis-url", &url(rport), "--node-id", "n2"]);
+    within(Duration::from_secs(5), "both healthy", || {
+        get(p1, "/healthz").0 == 200 && get(p2, "/healthz").0 == 200
+    });
+    // The same settings: both published one digest.
+    within(Duration::from_secs(5), "one digest", || {
+        resp(rport, &["HLEN", "sr:settings"]) == ":1"
+    });
+    assert_eq!(metric(p1, "signalroom_cluster_settings_differ"), Some(0.0));
+    // A third node with another --max-peers: every node says so.
+    let (_n3, p3) = node(&[
+        "--redis-url",
+        &url(rport),
+        "--node-id",
+        "n3",
+        "--max-peers",
+        "7",
+    ]);
+    for port in [p1, p2, p3] {
+        within(Duration::from_secs(5), "settings differ", || {
+            metric(port, "signalroom_cluster_settings_differ") == Some(1.0)
+        });
+    }
 }

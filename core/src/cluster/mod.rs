@@ -15,9 +15,11 @@ mod conn;
 mod home;
 mod owner;
 mod resequencer;
+mod settings;
 pub mod wire;
 
 pub use conn::{ConnId, NodeIdError, split_by_node, validate_node_id};
 pub use home::{Action, Home};
 pub use owner::{Commit, Owner, ReadBack, Step, by_node, read_back};
 pub use resequencer::{Gap, Released, Resequencer, Slot};
+pub use settings::{SETTINGS_FRESH_MS, disagreeing};

@@ -70,7 +70,7 @@ impl Cluster {
         config: Config,
         webhooks: Option<Arc<Webhooks>>,
     ) -> anyhow::Result<Arc<Self>> {
-        let node = Node::start(url, id, addr, health)?;
+        let node = Node::start(url, id, addr, health, settings_digest(&config))?;
         let redis = node.redis().clone();
         let scripts = Arc::new(Scripts::new());
         let (sockets, outgoing) = Sockets::new(node.id(), config.clone());
@@ -207,4 +207,12 @@ impl Cluster {
         }
         self.node.stop().await;
     }
+}
+
+/// A digest of the rooms' settings (the TURN secret among them, so only a
+/// digest is published): nodes that publish different ones disagree.
+fn settings_digest(config: &Config) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(format!("{config:?}").as_bytes());
+    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

@@ -8,7 +8,9 @@
 //! (`/healthz` 503, `signalroom_redis_up` 0) until one succeeds again, and
 //! refreshing re-creates the key when Redis comes back empty. A node that stops
 //! cleanly deletes its key at once. The heartbeat also reads `sr:boot`, which
-//! tells when Redis lost its data ([`Boot`]).
+//! tells when Redis lost its data ([`Boot`]), and publishes a digest of this
+//! node's room settings in `sr:settings`, warning when the nodes' differ
+//! (judged by `signalroom_core::cluster::disagreeing`).
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -19,6 +21,8 @@ use std::time::Duration;
 use metrics::gauge;
 use serde_json::json;
 use tokio::task::JoinHandle;
+
+use signalroom_core::cluster::disagreeing;
 
 use super::redis::Redis;
 use crate::health::Health;
@@ -92,6 +96,29 @@ impl Boot {
     }
 }
 
+/// After how long without a refresh a settings digest is deleted, ms.
+const SETTINGS_FORGOTTEN_MS: u64 = 60_000;
+
+/// KEYS: `sr:settings` (digest -> when last published, Redis ms). ARGV: this
+/// node's digest, how old an entry is deleted. Publishes the digest; returns
+/// Redis's time and every entry.
+const SETTINGS: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], now)
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+  local at = tonumber(all[i + 1])
+  if now - at > tonumber(ARGV[2]) then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    table.insert(out, {all[i], at})
+  end
+end
+return {now, out}
+";
+
 /// Sets `sr:boot` to ARGV[1] if it is absent; returns its value.
 const BOOT: &str = r"
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
@@ -116,6 +143,7 @@ impl Node {
         id: Option<String>,
         addr: SocketAddr,
         health: Health,
+        settings: String,
     ) -> anyhow::Result<Arc<Self>> {
         let redis = Redis::open(url)?;
         // Each run is a node of its own: a node restarted under the same
@@ -132,12 +160,14 @@ impl Node {
         health.set_ok(false);
         gauge!("signalroom_redis_up").set(0.0);
         let boot = Arc::new(Boot::default());
+        gauge!("signalroom_cluster_settings_differ").set(0.0);
         let heartbeat = tokio::spawn(beat(
             redis.clone(),
             key.clone(),
             record,
             health,
             boot.clone(),
+            settings,
         ));
         Ok(Arc::new(Self {
             id,
@@ -176,8 +206,17 @@ impl Node {
 }
 
 /// Refreshes the registration every [`HEARTBEAT`], and reports health.
-async fn beat(redis: Redis, key: String, record: String, health: Health, boot: Arc<Boot>) {
+async fn beat(
+    redis: Redis,
+    key: String,
+    record: String,
+    health: Health,
+    boot: Arc<Boot>,
+    settings: String,
+) {
     let boot_script = redis::Script::new(BOOT);
+    let settings_script = redis::Script::new(SETTINGS);
+    let mut differ = false;
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ttl_ms = u64::try_from(NODE_TTL.as_millis()).unwrap_or(u64::MAX);
@@ -205,6 +244,31 @@ async fn beat(redis: Redis, key: String, record: String, health: Health, boot: A
             match redis.invoke::<String>("boot", &inv).await {
                 Ok(id) => boot.seen(id),
                 Err(e) => tracing::debug!(error = %e, "cannot read sr:boot"),
+            }
+        }
+        if ok {
+            let mut inv = settings_script.key("sr:settings");
+            inv.arg(&settings).arg(SETTINGS_FORGOTTEN_MS);
+            match redis
+                .invoke::<(u64, Vec<(String, u64)>)>("settings", &inv)
+                .await
+            {
+                Ok((now, published)) => {
+                    let apart = disagreeing(&published, now);
+                    if apart.is_some() != differ {
+                        differ = apart.is_some();
+                        gauge!("signalroom_cluster_settings_differ")
+                            .set(f64::from(u8::from(differ)));
+                        match apart {
+                            Some(digests) => tracing::error!(
+                                mine = %settings, ?digests,
+                                "the nodes run different room settings (--max-peers, --max-signal-bytes, --http-peer-ttl, ICE servers, TURN): each room follows its owner's; give every node the same"
+                            ),
+                            None => tracing::info!("the nodes run the same room settings again"),
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot publish this node's settings"),
             }
         }
         if ok && !health.is_ok() {
