@@ -228,18 +228,13 @@ impl Home {
         binary: bool,
         deadline: u64,
     ) -> Vec<Action> {
-        let Some(local) = self.sockets.get_mut(sid) else {
-            return Vec::new();
-        };
-        local.queue.push_back(Queued {
+        let q = Queued {
             event,
             payload,
             binary,
             refused: None,
-        });
-        let mut out = Vec::new();
-        self.start(sid, deadline, &mut out);
-        out
+        };
+        self.enqueue(sid, q, deadline)
     }
 
     /// An event of socket `sid` refused before it was looked at (`error`:
@@ -253,15 +248,21 @@ impl Home {
         error: Error,
         deadline: u64,
     ) -> Vec<Action> {
-        let Some(local) = self.sockets.get_mut(sid) else {
-            return Vec::new();
-        };
-        local.queue.push_back(Queued {
+        let q = Queued {
             event,
             payload: None,
             binary: false,
             refused: Some(error),
-        });
+        };
+        self.enqueue(sid, q, deadline)
+    }
+
+    /// Queues `q` behind socket `sid`'s other requests and starts what may start.
+    fn enqueue(&mut self, sid: &str, q: Queued, deadline: u64) -> Vec<Action> {
+        let Some(local) = self.sockets.get_mut(sid) else {
+            return Vec::new();
+        };
+        local.queue.push_back(q);
         let mut out = Vec::new();
         self.start(sid, deadline, &mut out);
         out

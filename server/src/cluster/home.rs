@@ -459,9 +459,7 @@ impl Sockets {
                     ack,
                     refused,
                 } => {
-                    let missed = full.len();
-                    emit(st, std::slice::from_ref(&to), "signal", &signal, &mut full);
-                    if full.len() == missed {
+                    if relay(st, &to, &signal, &mut full) {
                         reply(st, sid, "signal", &ack, false, &mut full);
                     } else {
                         reply(st, sid, "signal_error", &refused, true, &mut full);
@@ -474,9 +472,11 @@ impl Sockets {
                     acked,
                     refused,
                 } => {
-                    let missed = full.len();
-                    emit(st, std::slice::from_ref(&to), "signal", &signal, &mut full);
-                    let answer = if full.len() == missed { acked } else { refused };
+                    let answer = if relay(st, &to, &signal, &mut full) {
+                        acked
+                    } else {
+                        refused
+                    };
                     self.forward(home, answer);
                 }
                 Action::Forward { node, batch } => self.forward(node, batch),
@@ -572,6 +572,14 @@ fn answer_local(st: &mut State, sid: &str, reply: &Reply, full: &mut Vec<String>
     if is_full(&emitted) || is_full(&acked) {
         full.push(sid.to_owned());
     }
+}
+
+/// Queues a relayed `signal` for local socket `to`: `false` when its queue
+/// was full (it is then in `full`, to be dropped).
+fn relay(st: &State, to: &str, signal: &RawValue, full: &mut Vec<String>) -> bool {
+    let missed = full.len();
+    emit(st, &[to.to_owned()], "signal", signal, full);
+    full.len() == missed
 }
 
 /// Emits one event to some local sockets, encoded once.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::metrics::counter;
+use signalroom_core::cluster::by_node;
 use signalroom_core::cluster::wire::{Batch, Command, CommandKind};
 use tokio::sync::mpsc;
 
@@ -211,20 +212,14 @@ pub async fn forward(
     mut rx: mpsc::UnboundedReceiver<(String, Batch)>,
 ) {
     while let Some(first) = rx.recv().await {
-        let mut by_node: Vec<(String, Vec<Batch>)> = Vec::new();
-        let mut next = Some(first);
-        let mut taken = 0;
-        while let Some((node, batch)) = next.take() {
-            match by_node.iter_mut().find(|(n, _)| *n == node) {
-                Some((_, list)) => list.push(batch),
-                None => by_node.push((node, vec![batch])),
-            }
-            taken += 1;
-            if taken < ROUTE_MAX {
-                next = rx.try_recv().ok();
+        let mut queued = vec![first];
+        while queued.len() < ROUTE_MAX {
+            match rx.try_recv() {
+                Ok(next) => queued.push(next),
+                Err(_) => break,
             }
         }
-        for (node, batches) in by_node {
+        for (node, batches) in by_node(queued) {
             let text = match serde_json::to_string(&batches) {
                 Ok(text) => text,
                 Err(e) => {
