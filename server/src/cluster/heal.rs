@@ -29,6 +29,8 @@ use super::scripts::snap_key;
 /// How often a node checks its members while anything is off.
 pub const PASS_EVERY: Duration = Duration::from_secs(2);
 
+/// How often a node looks whether a pass is due.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
 /// How often a node looks for room versions that stayed missing.
 const GAPS_EVERY: Duration = Duration::from_millis(250);
 
@@ -46,22 +48,27 @@ pub async fn skip_gaps(sockets: Arc<Sockets>) {
 
 /// Runs the restore passes for node `node` for ever.
 pub async fn run(node: String, redis: Redis, sockets: Arc<Sockets>, boot: Arc<Boot>) {
-    let mut tick = tokio::time::interval(PASS_EVERY);
+    // Checked often, so the first pass starts as soon as this node may claim
+    // rooms again; the passes after it come every PASS_EVERY.
+    let mut tick = tokio::time::interval(WATCH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = boot.losses();
     let mut off = false;
+    let mut last: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         let losses = boot.losses();
         if losses != seen {
             seen = losses;
             off = true;
+            last = None;
         }
         // Until this node may claim rooms, the surviving owners are still
         // writing theirs back.
-        if !off || boot.trusted().is_none() {
+        if !off || boot.trusted().is_none() || last.is_some_and(|at| at.elapsed() < PASS_EVERY) {
             continue;
         }
+        last = Some(tokio::time::Instant::now());
         match pass(&node, &redis, &sockets).await {
             Ok(0) if !sockets.restoring() => {
                 tracing::info!("every member of this node is listed again");
